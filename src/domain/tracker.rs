@@ -1,0 +1,501 @@
+//! One customer's progress in one achievement: its iterations, where an event
+//! lands, rollback, idempotency and expiry as time passes (SPEC §3).
+//!
+//! Owns: `PairTracker` and its `Iteration`s. Pure and deterministic: the caller
+//! passes the current instant (`Ctx::now`) and the rules, so applying the same
+//! inputs to the same state always gives the same state and answer. No actix,
+//! no I/O, no clock.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+use super::achievement::{AchievementRules, Bounds, RecurrencePolicy};
+use super::effects::{Effect, EventResult, Outcome, Reason};
+use super::error::DomainError;
+use super::ids::{EventId, ProgressTrackerId};
+use super::period::PeriodEnd;
+
+/// Bits of a progress tracker id that count the pair's iterations; the rest
+/// is the pair's number. Ids stay below 2^53 for ~500 million pairs, so
+/// JavaScript clients read them exactly.
+pub const TRACKER_SEQ_BITS: u32 = 24;
+/// The most iterations one `on_completion` event may complete.
+pub const MAX_COMPLETIONS_PER_EVENT: u64 = 10_000;
+
+/// The status of an iteration, or of a pair (`NotStarted` when it has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProgressStatus {
+    NotStarted,
+    InProgress,
+    Completed,
+    Expired,
+}
+
+impl ProgressStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgressStatus::NotStarted => "not_started",
+            ProgressStatus::InProgress => "inprogress",
+            ProgressStatus::Completed => "completed",
+            ProgressStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProgressStatus> {
+        [
+            ProgressStatus::NotStarted,
+            ProgressStatus::InProgress,
+            ProgressStatus::Completed,
+            ProgressStatus::Expired,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+/// One iteration (progress tracker) of a pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iteration {
+    pub id: ProgressTrackerId,
+    /// The stored status; `status_at` adds expiry that no event has seen yet.
+    pub status: ProgressStatus,
+    pub progress: Decimal,
+    pub start: DateTime<Utc>,
+    /// `None` when the iteration never expires.
+    pub end: Option<PeriodEnd>,
+    pub completion: Option<DateTime<Utc>>,
+}
+
+impl Iteration {
+    /// The status as of `now`: an in-progress iteration whose end has passed
+    /// is expired even before any timer or event noticed.
+    pub fn status_at(&self, now: DateTime<Utc>) -> ProgressStatus {
+        if self.status == ProgressStatus::InProgress && self.ended_by(now) {
+            ProgressStatus::Expired
+        } else {
+            self.status
+        }
+    }
+
+    /// Whether the iteration's period is over at `now`.
+    pub fn ended_by(&self, now: DateTime<Utc>) -> bool {
+        self.end.is_some_and(|e| e.end <= now)
+    }
+
+    /// The iteration as seen at `now`.
+    pub fn at(&self, now: DateTime<Utc>) -> Iteration {
+        Iteration {
+            status: self.status_at(now),
+            ..self.clone()
+        }
+    }
+}
+
+/// Tunables of the progress rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How far ahead of the server an event time may be.
+    pub max_clock_skew: Duration,
+    /// How long an applied `eventId` is remembered.
+    pub idempotency_retention: Duration,
+    /// How many past iterations a pair keeps.
+    pub history_cap: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_clock_skew: Duration::minutes(5),
+            idempotency_retention: Duration::days(7),
+            history_cap: 100,
+        }
+    }
+}
+
+/// What an event is applied against.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub rules: &'a AchievementRules,
+    pub tz: Tz,
+    /// The server's time at arrival (recorded, so replay is deterministic).
+    pub now: DateTime<Utc>,
+    /// Whether the achievement's campaign is running at `now`.
+    pub campaign_running: bool,
+    pub limits: &'a Limits,
+}
+
+/// An increase of progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Increase {
+    pub delta: Decimal,
+    /// Event time; `None` means the arrival time.
+    pub at: Option<DateTime<Utc>>,
+    pub event_id: Option<EventId>,
+}
+
+/// An applied event remembered for idempotency and rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEvent {
+    pub arrived: DateTime<Utc>,
+    pub effects: Vec<Effect>,
+    pub rolled_back: bool,
+}
+
+/// The whole state of one (customer, achievement) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PairTracker {
+    tracker_base: u64,
+    next_seq: u32,
+    current: Option<Iteration>,
+    /// Past iterations, newest first.
+    history: VecDeque<Iteration>,
+    events: HashMap<EventId, AppliedEvent>,
+}
+
+/// The raw parts of a tracker, for snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrackerParts {
+    pub tracker_base: u64,
+    pub next_seq: u32,
+    pub current: Option<Iteration>,
+    pub history: Vec<Iteration>,
+    pub events: Vec<(EventId, AppliedEvent)>,
+}
+
+impl PairTracker {
+    /// A pair with no progress. Its progress tracker ids are
+    /// `pair_number << TRACKER_SEQ_BITS` plus the iteration's sequence number.
+    pub fn new(pair_number: u64) -> PairTracker {
+        PairTracker {
+            tracker_base: pair_number << TRACKER_SEQ_BITS,
+            ..PairTracker::default()
+        }
+    }
+
+    pub fn from_parts(parts: TrackerParts) -> PairTracker {
+        PairTracker {
+            tracker_base: parts.tracker_base,
+            next_seq: parts.next_seq,
+            current: parts.current,
+            history: parts.history.into(),
+            events: parts.events.into_iter().collect(),
+        }
+    }
+
+    pub fn to_parts(&self) -> TrackerParts {
+        let mut events: Vec<_> = self
+            .events
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        TrackerParts {
+            tracker_base: self.tracker_base,
+            next_seq: self.next_seq,
+            current: self.current.clone(),
+            history: self.history.iter().cloned().collect(),
+            events,
+        }
+    }
+
+    /// The pair's status at `now`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> ProgressStatus {
+        self.current
+            .as_ref()
+            .map_or(ProgressStatus::NotStarted, |c| c.status_at(now))
+    }
+
+    /// The current (newest) iteration as stored.
+    pub fn current(&self) -> Option<&Iteration> {
+        self.current.as_ref()
+    }
+
+    /// All iterations as seen at `now`, newest first.
+    pub fn iterations_at(&self, now: DateTime<Utc>) -> impl Iterator<Item = Iteration> + '_ {
+        self.current
+            .iter()
+            .chain(self.history.iter())
+            .map(move |i| i.at(now))
+    }
+
+    /// Whether the customer ever made progress here.
+    pub fn has_progress(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// How many applied event ids are remembered.
+    pub fn remembered_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// When the current iteration expires, if it is in progress and has an end.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.current
+            .as_ref()
+            .filter(|c| c.status == ProgressStatus::InProgress)
+            .and_then(|c| c.end.map(|e| e.end))
+    }
+
+    /// Makes the passage of time visible in the stored state (the timer's
+    /// work). Returns true when an iteration expired now.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> bool {
+        match self.current.as_mut() {
+            Some(c) if c.status == ProgressStatus::InProgress && c.ended_by(now) => {
+                c.status = ProgressStatus::Expired;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn forget_old_events(&mut self, now: DateTime<Utc>, retention: Duration) {
+        self.events.retain(|_, e| e.arrived + retention > now);
+    }
+
+    /// Applies an increase (SPEC §3 "Where an event lands" and "Applying it").
+    /// Errors are inputs that can never apply (nothing changes); business
+    /// rejections are `Ok` with outcome `rejected`.
+    pub fn apply(&mut self, ctx: &Ctx<'_>, inc: &Increase) -> Result<EventResult, DomainError> {
+        if inc.delta <= Decimal::ZERO {
+            return Err(DomainError::NonPositiveDelta);
+        }
+        let (rules, now) = (ctx.rules, ctx.now);
+        self.tick(now);
+        self.forget_old_events(now, ctx.limits.idempotency_retention);
+        if let Some(seen) = inc.event_id.as_ref().and_then(|id| self.events.get(id)) {
+            return Ok(EventResult {
+                outcome: Outcome::Duplicate,
+                reason: None,
+                effects: seen.effects.clone(),
+            });
+        }
+        if !ctx.campaign_running {
+            return Ok(EventResult::rejected(Reason::CampaignNotRunning));
+        }
+        let t = inc.at.unwrap_or(now);
+        if t > now + ctx.limits.max_clock_skew {
+            return Ok(EventResult::rejected(Reason::FutureTimestamp));
+        }
+        if !rules.accepts_progress_at(ctx.tz, t) {
+            return Ok(EventResult::rejected(Reason::OutsideSchedule));
+        }
+        let on_completion = rules.recurrence == RecurrencePolicy::OnCompletion;
+
+        // Where does it land: the current iteration, or a new one?
+        let mut lands_in_current = false;
+        if let Some(cur) = &self.current {
+            if t < cur.start {
+                return Ok(EventResult::rejected(Reason::Late));
+            }
+            let closes = if on_completion && cur.status == ProgressStatus::Completed {
+                cur.completion
+            } else {
+                cur.end.map(|e| e.end)
+            };
+            if closes.is_none_or(|c| t < c) {
+                if cur.ended_by(now) {
+                    // Its period closed before the event arrived.
+                    return Ok(EventResult::rejected(Reason::Late));
+                }
+                lands_in_current = true;
+            } else if rules.recurrence == RecurrencePolicy::NoRecurrence {
+                return Ok(EventResult::rejected(
+                    if cur.status == ProgressStatus::Completed {
+                        Reason::AlreadyCompleted
+                    } else {
+                        Reason::Expired
+                    },
+                ));
+            }
+        }
+        let bounds = if !lands_in_current || on_completion {
+            let b = rules
+                .open_bounds(ctx.tz, t)
+                .ok_or(DomainError::DateOutOfRange)?;
+            if !lands_in_current && b.end.is_some_and(|e| e.end <= now) {
+                return Ok(EventResult::rejected(Reason::Late));
+            }
+            Some(b)
+        } else {
+            None
+        };
+
+        // Check what the event would need before changing anything.
+        let base = if lands_in_current {
+            self.current.as_ref().map_or(Decimal::ZERO, |c| c.progress)
+        } else {
+            Decimal::ZERO
+        };
+        let total = base.checked_add(inc.delta).ok_or(DomainError::Overflow)?;
+        let mut new_ids = u64::from(!lands_in_current);
+        if on_completion {
+            let completions = total
+                .checked_div(rules.target)
+                .map(|q| q.floor())
+                .and_then(|q| q.to_u64())
+                .filter(|&n| n <= MAX_COMPLETIONS_PER_EVENT)
+                .ok_or(DomainError::TooManyIterations(MAX_COMPLETIONS_PER_EVENT))?;
+            new_ids += completions;
+        }
+        if u64::from(self.next_seq) + new_ids >= 1 << TRACKER_SEQ_BITS {
+            return Err(DomainError::TrackerIdsExhausted);
+        }
+
+        let mut effects = Vec::new();
+        if let (false, Some(b)) = (lands_in_current, bounds) {
+            self.open(b, rules.target, ctx.limits.history_cap, &mut effects);
+        }
+        let mut remaining = inc.delta;
+        loop {
+            let Some(cur) = self.current.as_mut() else {
+                // An iteration was either current or just opened.
+                unreachable!("an event always lands in an iteration");
+            };
+            let target = rules.target;
+            if cur.status == ProgressStatus::Completed {
+                let add = if rules.end_progress_on_target {
+                    remaining.min((target - cur.progress).max(Decimal::ZERO))
+                } else {
+                    remaining
+                };
+                cur.progress += add;
+                effects.push(increase_effect(cur, add, target, false));
+                break;
+            }
+            let need = target - cur.progress;
+            if remaining < need {
+                cur.progress += remaining;
+                effects.push(increase_effect(cur, remaining, target, false));
+                break;
+            }
+            let add = if on_completion || rules.end_progress_on_target {
+                need
+            } else {
+                remaining
+            };
+            cur.progress += add;
+            cur.status = ProgressStatus::Completed;
+            cur.completion = Some(t);
+            effects.push(increase_effect(cur, add, target, true));
+            remaining -= add;
+            match bounds {
+                Some(b) if on_completion && remaining > Decimal::ZERO => {
+                    self.open(b, target, ctx.limits.history_cap, &mut effects);
+                }
+                _ => break,
+            }
+        }
+        if let Some(id) = &inc.event_id {
+            self.events.insert(
+                id.clone(),
+                AppliedEvent {
+                    arrived: now,
+                    effects: effects.clone(),
+                    rolled_back: false,
+                },
+            );
+        }
+        Ok(EventResult::applied(effects))
+    }
+
+    /// Opens a new iteration, moving the current one into history.
+    fn open(&mut self, b: Bounds, target: Decimal, history_cap: usize, effects: &mut Vec<Effect>) {
+        let id = ProgressTrackerId(self.tracker_base + u64::from(self.next_seq));
+        self.next_seq += 1;
+        if let Some(mut old) = self.current.take() {
+            if old.status == ProgressStatus::InProgress {
+                old.status = ProgressStatus::Expired;
+            }
+            self.history.push_front(old);
+            self.history.truncate(history_cap);
+        }
+        self.current = Some(Iteration {
+            id,
+            status: ProgressStatus::InProgress,
+            progress: Decimal::ZERO,
+            start: b.start,
+            end: b.end,
+            completion: None,
+        });
+        effects.push(Effect::Start {
+            tracker: id,
+            target,
+            start: b.start,
+            end: b.end.map(|e| e.reported),
+        });
+    }
+
+    /// Undoes an earlier applied increase (SPEC §3 "Rollback").
+    pub fn rollback(&mut self, ctx: &Ctx<'_>, event_id: &EventId) -> EventResult {
+        let (rules, now) = (ctx.rules, ctx.now);
+        self.tick(now);
+        self.forget_old_events(now, ctx.limits.idempotency_retention);
+        let Some(record) = self.events.get(event_id) else {
+            return EventResult::rejected(Reason::UnknownEvent);
+        };
+        if record.rolled_back {
+            return EventResult::rejected(Reason::AlreadyRolledBack);
+        }
+        let increases: Vec<(ProgressTrackerId, Decimal)> = record
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Increase { tracker, delta, .. } => Some((*tracker, *delta)),
+                _ => None,
+            })
+            .collect();
+        let [(tracker, added)] = increases[..] else {
+            // It completed at least one on_completion iteration, which is closed.
+            return EventResult::rejected(Reason::RollbackNotAllowed);
+        };
+        let Some(cur) = self.current.as_mut().filter(|c| c.id == tracker) else {
+            return EventResult::rejected(Reason::PeriodEnded);
+        };
+        if cur.ended_by(now) || cur.status == ProgressStatus::Expired {
+            return EventResult::rejected(Reason::PeriodEnded);
+        }
+        if cur.status == ProgressStatus::Completed
+            && (rules.recurrence == RecurrencePolicy::OnCompletion
+                || !rules.allow_rollback_after_completion)
+        {
+            return EventResult::rejected(Reason::RollbackNotAllowed);
+        }
+        cur.progress -= added;
+        if cur.status == ProgressStatus::Completed && cur.progress < rules.target {
+            cur.status = ProgressStatus::InProgress;
+            cur.completion = None;
+        }
+        let effect = Effect::Rollback {
+            tracker,
+            decrease_by: added,
+            current: cur.progress,
+            target: rules.target,
+        };
+        if let Some(record) = self.events.get_mut(event_id) {
+            record.rolled_back = true;
+        }
+        EventResult::applied(vec![effect])
+    }
+}
+
+fn increase_effect(
+    cur: &Iteration,
+    delta: Decimal,
+    target: Decimal,
+    just_completed: bool,
+) -> Effect {
+    Effect::Increase {
+        tracker: cur.id,
+        delta,
+        value: cur.progress,
+        target,
+        just_completed,
+    }
+}
+
+#[cfg(test)]
+mod tests;
