@@ -416,9 +416,19 @@ impl Achievement {
         if let Some(v) = &patch.description {
             next.description = v.clone();
         }
+        // A period is compared by meaning, not spelling: `1.50h` is `1.5h`.
+        let patch_period = patch.period.as_ref().map(|p| {
+            p.as_ref().map(|text| {
+                text.parse::<Period>()
+                    .map_or_else(|_| text.clone(), |p| p.to_string())
+            })
+        });
         macro_rules! rule_field {
             ($field:ident, $pointer:literal) => {
-                if let Some(v) = &patch.$field {
+                rule_field!(patch.$field, $field, $pointer)
+            };
+            ($value:expr, $field:ident, $pointer:literal) => {
+                if let Some(v) = &$value {
                     if *v != current.$field {
                         if locked {
                             errors.push(FieldError::new(
@@ -436,7 +446,7 @@ impl Achievement {
             };
         }
         rule_field!(target, "/target");
-        rule_field!(period, "/period");
+        rule_field!(patch_period, period, "/period");
         rule_field!(recurrence_policy, "/recurrencePolicy");
         rule_field!(activation_policy, "/activationPolicy");
         rule_field!(fixed_start_date, "/fixedStartDate");

@@ -8,8 +8,13 @@
 //! Conventions (see SPEC §2):
 //! - `s m h` are elapsed time; `D W` are local calendar days (wall-clock time is
 //!   kept across DST); `M Y` are calendar months/years with end-of-month clamping.
-//! - A fractional `D`/`W` amount is whole calendar days plus the remaining
-//!   fraction of a day as elapsed time (`1.5D` = one calendar day + 12 h).
+//! - A fractional `D`/`W` amount is whole calendar days plus that fraction of
+//!   the following local calendar day (`1.5D` = one calendar day + 12 h, or
+//!   + 11.5 h / 12.5 h when that following day is 23 / 25 hours long). Scaling
+//!   the fraction by the real length of the day keeps boundaries increasing, so
+//!   fixed windows tile time even for tiny fractions across DST changes.
+//! - An amount must be a whole number of nanoseconds (`0.0000000001s` is
+//!   refused): otherwise a period could round to zero length.
 //! - Local times inside a spring-forward gap move forward past the gap; ambiguous
 //!   local times (fall-back) take the earlier instant.
 //! - Every period is a half-open interval `[start, end)`. `_U` ends are the first
@@ -69,6 +74,19 @@ impl Unit {
             Unit::Week => 'W',
             Unit::Month => 'M',
             Unit::Year => 'Y',
+        }
+    }
+
+    /// Length in seconds of one unit for `s m h`, and of one 24-hour day (or
+    /// week of them) for `D W`: what a fraction of the unit is measured in.
+    fn exact_secs(self) -> Option<i64> {
+        match self {
+            Unit::Second => Some(1),
+            Unit::Minute => Some(60),
+            Unit::Hour => Some(3_600),
+            Unit::Day => Some(86_400),
+            Unit::Week => Some(604_800),
+            Unit::Month | Unit::Year => None,
         }
     }
 
@@ -132,6 +150,8 @@ pub enum PeriodError {
     RoundUpNotAllowed,
     #[error("period is too long: at most about 1000 years")]
     Overflow,
+    #[error("period amount is too precise: it must be a whole number of nanoseconds")]
+    TooPrecise,
 }
 
 impl FromStr for Period {
@@ -157,7 +177,11 @@ impl FromStr for Period {
         if !valid_shape {
             return Err(PeriodError::InvalidAmount);
         }
-        let amount = Decimal::from_str_exact(amount_text).map_err(|_| PeriodError::Overflow)?;
+        let amount = Decimal::from_str_exact(amount_text).map_err(|e| match e {
+            // Too many digits after the point for a 96-bit decimal.
+            rust_decimal::Error::Underflow => PeriodError::TooPrecise,
+            _ => PeriodError::Overflow,
+        })?;
         if amount.is_zero() {
             return Err(PeriodError::ZeroAmount);
         }
@@ -191,6 +215,15 @@ impl FromStr for Period {
         let nominal_days = amount.to_f64().unwrap_or(f64::MAX) * unit.nominal_secs() / 86_400.0;
         if nominal_days > MAX_NOMINAL_DAYS as f64 {
             return Err(PeriodError::Overflow);
+        }
+        if let Some(unit_secs) = unit.exact_secs() {
+            let nanos = amount
+                .checked_mul(Decimal::from(unit_secs))
+                .and_then(|v| v.checked_mul(Decimal::from(NANOS_PER_SEC)))
+                .ok_or(PeriodError::Overflow)?;
+            if !nanos.fract().is_zero() {
+                return Err(PeriodError::TooPrecise);
+            }
         }
         Ok(Period {
             amount: amount.normalize(),
@@ -278,6 +311,11 @@ impl Period {
 
     /// The window of the schedule anchored at `anchor` that contains `t`;
     /// `None` when `t` is before the anchor.
+    ///
+    /// Window starts increase strictly with `k`, so the index is found by
+    /// galloping from an estimate and then bisecting: a bad estimate (tiny
+    /// periods, long spans, DST) costs a logarithmic number of steps, never a
+    /// linear walk.
     pub fn window_containing(
         &self,
         anchor: DateTime<Utc>,
@@ -287,23 +325,55 @@ impl Period {
         if t < anchor {
             return None;
         }
-        let elapsed = (t - anchor).num_seconds() as f64;
+        // Whether window `k` starts after `t`. A start outside chrono's range
+        // lies after any `t` that is inside it.
+        let starts_after =
+            |k: i64| -> bool { k > 0 && self.boundary(anchor, tz, k).is_none_or(|b| b.end > t) };
+        let elapsed = t - anchor;
+        let elapsed_secs = elapsed.num_seconds() as f64 + f64::from(elapsed.subsec_nanos()) / 1e9;
         let nominal = self.amount.to_f64()? * self.unit.nominal_secs();
-        let mut k = (elapsed / nominal).floor() as i64;
-        let start_of = |k: i64| -> Option<DateTime<Utc>> {
-            if k <= 0 {
-                Some(anchor)
-            } else {
-                Some(self.boundary(anchor, tz, k)?.end)
-            }
+        let estimate = (elapsed_secs / nominal).floor();
+        let guess = if estimate.is_finite() && estimate > 0.0 {
+            estimate.min((i64::MAX / 4) as f64) as i64
+        } else {
+            0
         };
-        while k > 0 && start_of(k)? > t {
-            k -= 1;
+        // Invariant once found: !starts_after(lo) && starts_after(hi).
+        let (mut lo, mut hi);
+        if starts_after(guess) {
+            hi = guess;
+            let mut step = 1i64;
+            loop {
+                let candidate = hi.saturating_sub(step).max(0);
+                if !starts_after(candidate) {
+                    lo = candidate;
+                    break;
+                }
+                hi = candidate;
+                step = step.saturating_mul(2);
+            }
+        } else {
+            lo = guess;
+            let mut step = 1i64;
+            loop {
+                let candidate = lo.checked_add(step)?;
+                if starts_after(candidate) {
+                    hi = candidate;
+                    break;
+                }
+                lo = candidate;
+                step = step.saturating_mul(2);
+            }
         }
-        while start_of(k + 1)? <= t {
-            k += 1;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if starts_after(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
         }
-        self.window(anchor, tz, k)
+        self.window(anchor, tz, lo)
     }
 
     /// `start + k·amount·unit`, unrounded.
@@ -351,27 +421,47 @@ impl Period {
 }
 
 /// `start + amount × unit_secs` seconds of elapsed time, to the nanosecond.
+/// Splits seconds from nanoseconds so that spans beyond 292 years (the range
+/// of an `i64` of nanoseconds) still work.
 fn add_elapsed(start: DateTime<Utc>, amount: Decimal, unit_secs: i64) -> Option<DateTime<Utc>> {
-    let nanos = amount
-        .checked_mul(Decimal::from(unit_secs * NANOS_PER_SEC))?
+    let secs_exact = amount.checked_mul(Decimal::from(unit_secs))?;
+    let whole_secs = secs_exact.floor();
+    let nanos = ((secs_exact - whole_secs) * Decimal::from(NANOS_PER_SEC))
         .round()
         .to_i64()?;
-    start.checked_add_signed(Duration::nanoseconds(nanos))
+    let delta =
+        Duration::try_seconds(whole_secs.to_i64()?)?.checked_add(&Duration::nanoseconds(nanos))?;
+    start.checked_add_signed(delta)
+}
+
+/// `start` moved by `days` local calendar days, keeping the wall-clock time.
+/// Zero days is `start` itself (not its wall-clock time read back, which
+/// would move a start in the second half of a fall-back hour to the first).
+fn add_whole_days(start: DateTime<Utc>, tz: Tz, days: i64) -> Option<DateTime<Utc>> {
+    if days == 0 {
+        return Some(start);
+    }
+    let local = start.with_timezone(&tz).naive_local();
+    resolve_local(tz, local.checked_add_signed(Duration::try_days(days)?)?)
 }
 
 /// Adds whole local calendar days (keeping the wall-clock time), then the
-/// fractional rest of a day as elapsed time.
+/// fractional rest as that fraction of the following local day's real length.
 fn add_days(start: DateTime<Utc>, tz: Tz, days: Decimal) -> Option<DateTime<Utc>> {
     let whole = days.trunc();
-    let local = start.with_timezone(&tz).naive_local();
-    let shifted = local.checked_add_signed(Duration::days(whole.to_i64()?))?;
-    let base = resolve_local(tz, shifted)?;
+    let whole_days = whole.to_i64()?;
+    let base = add_whole_days(start, tz, whole_days)?;
     let frac = days - whole;
     if frac.is_zero() {
-        Some(base)
-    } else {
-        add_elapsed(base, frac, 86_400)
+        return Some(base);
     }
+    let next = add_whole_days(start, tz, whole_days.checked_add(1)?)?;
+    let span_nanos = (next - base).num_nanoseconds()?;
+    let nanos = frac
+        .checked_mul(Decimal::from(span_nanos))?
+        .round()
+        .to_i64()?;
+    base.checked_add_signed(Duration::nanoseconds(nanos))
 }
 
 /// Adds calendar months in local time; a day that does not exist in the target

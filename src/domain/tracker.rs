@@ -264,9 +264,16 @@ impl PairTracker {
             return Err(DomainError::NonPositiveDelta);
         }
         let (rules, now) = (ctx.rules, ctx.now);
-        self.tick(now);
-        self.forget_old_events(now, ctx.limits.idempotency_retention);
-        if let Some(seen) = inc.event_id.as_ref().and_then(|id| self.events.get(id)) {
+        let retention = ctx.limits.idempotency_retention;
+        // Nothing may change before the last check that can fail, so expiry
+        // and forgetting old ids are applied only once the event will apply;
+        // until then they are read, not written.
+        if let Some(seen) = inc
+            .event_id
+            .as_ref()
+            .and_then(|id| self.events.get(id))
+            .filter(|e| e.arrived + retention > now)
+        {
             return Ok(EventResult {
                 outcome: Outcome::Duplicate,
                 reason: None,
@@ -291,10 +298,17 @@ impl PairTracker {
             if t < cur.start {
                 return Ok(EventResult::rejected(Reason::Late));
             }
-            let closes = if on_completion && cur.status == ProgressStatus::Completed {
-                cur.completion
-            } else {
-                cur.end.map(|e| e.end)
+            let completed = cur.status == ProgressStatus::Completed;
+            let closes = match cur.completion {
+                // A completed on_completion iteration is closed at its
+                // completion: what happened before it cannot land anywhere.
+                Some(done) if on_completion && completed => {
+                    if t < done {
+                        return Ok(EventResult::rejected(Reason::Late));
+                    }
+                    Some(done)
+                }
+                _ => cur.end.map(|e| e.end),
             };
             if closes.is_none_or(|c| t < c) {
                 if cur.ended_by(now) {
@@ -345,6 +359,8 @@ impl PairTracker {
             return Err(DomainError::TrackerIdsExhausted);
         }
 
+        self.tick(now);
+        self.forget_old_events(now, retention);
         let mut effects = Vec::new();
         if let (false, Some(b)) = (lands_in_current, bounds) {
             self.open(b, rules.target, ctx.limits.history_cap, &mut effects);
@@ -440,18 +456,28 @@ impl PairTracker {
         if record.rolled_back {
             return EventResult::rejected(Reason::AlreadyRolledBack);
         }
-        let increases: Vec<(ProgressTrackerId, Decimal)> = record
+        let increases: Vec<(ProgressTrackerId, Decimal, bool)> = record
             .effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Increase { tracker, delta, .. } => Some((*tracker, *delta)),
+                Effect::Increase {
+                    tracker,
+                    delta,
+                    just_completed,
+                    ..
+                } => Some((*tracker, *delta, *just_completed)),
                 _ => None,
             })
             .collect();
-        let [(tracker, added)] = increases[..] else {
+        let [(tracker, added, just_completed)] = increases[..] else {
             // It completed at least one on_completion iteration, which is closed.
             return EventResult::rejected(Reason::RollbackNotAllowed);
         };
+        if just_completed && rules.recurrence == RecurrencePolicy::OnCompletion {
+            // It completed its iteration, which closed there and then, whether
+            // or not a newer iteration has opened since.
+            return EventResult::rejected(Reason::RollbackNotAllowed);
+        }
         let Some(cur) = self.current.as_mut().filter(|c| c.id == tracker) else {
             return EventResult::rejected(Reason::PeriodEnded);
         };

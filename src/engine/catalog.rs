@@ -1,0 +1,551 @@
+//! The catalog: applications, their integration keys, campaigns and
+//! achievement definitions.
+//!
+//! Owns: ids of these entities, the name → achievement index of each
+//! application, key hashing, and the rules of creating and editing them.
+//! Customer progress is not here (see `shard`/`pair`). The catalog is small
+//! and read on every event, so it sits behind one `RwLock` and hands out
+//! `Arc<AchievementEntry>` snapshots that carry what an event needs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
+
+use super::error::EngineError;
+use crate::domain::{
+    Achievement, AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId,
+    FieldError,
+};
+
+pub const MAX_TEXT_LEN: usize = 1000;
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    pub id: ApplicationId,
+    pub created: DateTime<Utc>,
+    pub name: String,
+    pub timezone: Tz,
+    pub description: String,
+}
+
+/// An integration key's public part (the secret is shown once, then only its
+/// hash is kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyInfo {
+    pub id: u64,
+    pub application_id: ApplicationId,
+    pub name: String,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignState {
+    Enabled,
+    Disabled,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Enabled => "enabled",
+            CampaignState::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignState> {
+        match s {
+            "enabled" => Some(CampaignState::Enabled),
+            "disabled" => Some(CampaignState::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// A campaign of an application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub application_id: ApplicationId,
+    pub created: DateTime<Utc>,
+    pub name: String,
+    pub state: CampaignState,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+impl Campaign {
+    /// Enabled and `startTime <= t < endTime` (missing bounds are open).
+    pub fn running_at(&self, t: DateTime<Utc>) -> bool {
+        self.state == CampaignState::Enabled
+            && self.start_time.is_none_or(|s| s <= t)
+            && self.end_time.is_none_or(|e| t < e)
+    }
+}
+
+/// What a client sends to create or change a campaign.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CampaignPatch {
+    pub name: Option<String>,
+    pub state: Option<CampaignState>,
+    pub start_time: Option<Option<DateTime<Utc>>>,
+    pub end_time: Option<Option<DateTime<Utc>>>,
+}
+
+/// Everything an event for one achievement needs, as of the catalog's last
+/// change: the definition, its application's zone and its campaign.
+#[derive(Debug)]
+pub struct AchievementEntry {
+    pub achievement: Achievement,
+    pub application_id: ApplicationId,
+    pub tz: Tz,
+    pub campaign: Campaign,
+    has_progress: Arc<AtomicBool>,
+    deleted: Arc<AtomicBool>,
+}
+
+impl AchievementEntry {
+    /// False once the achievement was deleted: late events for it are refused.
+    pub fn is_alive(&self) -> bool {
+        !self.deleted.load(Ordering::Relaxed)
+    }
+
+    pub fn has_progress(&self) -> bool {
+        self.has_progress.load(Ordering::Relaxed)
+    }
+
+    /// Called when a customer first makes progress.
+    pub fn mark_progress(&self) {
+        self.has_progress.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The whole catalog state, for snapshots.
+#[derive(Debug, Default, Clone)]
+pub struct CatalogState {
+    pub next_id: u64,
+    pub applications: BTreeMap<ApplicationId, Application>,
+    pub api_keys: HashMap<[u8; 32], ApiKeyInfo>,
+    pub campaigns: BTreeMap<CampaignId, Campaign>,
+    pub achievements: BTreeMap<AchievementId, Arc<AchievementEntry>>,
+    names: HashMap<(ApplicationId, String), AchievementId>,
+}
+
+/// The catalog, shared by all HTTP workers and shards.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    state: RwLock<CatalogState>,
+}
+
+/// SHA-256 of a secret key.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Constant-time equality of two digests.
+pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_name(errors: &mut Vec<FieldError>, pointer: &str, name: &str) {
+    if name.trim().is_empty() {
+        errors.push(FieldError::new(pointer, "must not be empty"));
+    } else if name.chars().count() > MAX_TEXT_LEN {
+        errors.push(FieldError::new(
+            pointer,
+            format!("must be at most {MAX_TEXT_LEN} characters"),
+        ));
+    }
+}
+
+impl Clone for AchievementEntry {
+    fn clone(&self) -> Self {
+        AchievementEntry {
+            achievement: self.achievement.clone(),
+            application_id: self.application_id,
+            tz: self.tz,
+            campaign: self.campaign.clone(),
+            has_progress: self.has_progress.clone(),
+            deleted: self.deleted.clone(),
+        }
+    }
+}
+
+impl CatalogState {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn app(&self, id: ApplicationId) -> Result<&Application, EngineError> {
+        self.applications
+            .get(&id)
+            .ok_or(EngineError::not_found("application", "applicationId"))
+    }
+
+    fn campaign(&self, app: ApplicationId, id: CampaignId) -> Result<&Campaign, EngineError> {
+        self.app(app)?;
+        self.campaigns
+            .get(&id)
+            .filter(|c| c.application_id == app)
+            .ok_or(EngineError::not_found("campaign", "campaignId"))
+    }
+
+    fn entry(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+    ) -> Result<&Arc<AchievementEntry>, EngineError> {
+        self.campaign(app, campaign)?;
+        self.achievements
+            .get(&id)
+            .filter(|e| e.achievement.campaign_id == campaign)
+            .ok_or(EngineError::not_found("achievement", "achievementId"))
+    }
+
+    /// Rebuilds the entries of a campaign after it changed.
+    fn refresh_campaign(&mut self, campaign: &Campaign) {
+        for entry in self.achievements.values_mut() {
+            if entry.campaign.id == campaign.id {
+                let mut next = AchievementEntry::clone(entry);
+                next.campaign = campaign.clone();
+                *entry = Arc::new(next);
+            }
+        }
+    }
+
+    /// Inserts a definition as restored from a snapshot or log.
+    pub fn insert_achievement(&mut self, achievement: Achievement, has_progress: bool) {
+        let Some(campaign) = self.campaigns.get(&achievement.campaign_id).cloned() else {
+            return;
+        };
+        let Some(app) = self.applications.get(&campaign.application_id) else {
+            return;
+        };
+        let entry = AchievementEntry {
+            application_id: app.id,
+            tz: app.timezone,
+            campaign,
+            has_progress: Arc::new(AtomicBool::new(has_progress)),
+            deleted: Arc::new(AtomicBool::new(false)),
+            achievement,
+        };
+        self.names.insert(
+            (entry.application_id, entry.achievement.name.clone()),
+            entry.achievement.id,
+        );
+        self.achievements
+            .insert(entry.achievement.id, Arc::new(entry));
+    }
+}
+
+impl Catalog {
+    pub fn read(&self) -> RwLockReadGuard<'_, CatalogState> {
+        // A panic while holding the lock leaves consistent data: every write
+        // below validates before it mutates.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, CatalogState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn from_state(state: CatalogState) -> Catalog {
+        Catalog {
+            state: RwLock::new(state),
+        }
+    }
+
+    pub fn create_application(
+        &self,
+        name: String,
+        timezone: Tz,
+        description: String,
+        now: DateTime<Utc>,
+    ) -> Result<Application, EngineError> {
+        let mut errors = Vec::new();
+        check_name(&mut errors, "/name", &name);
+        if description.chars().count() > 10_000 {
+            errors.push(FieldError::new(
+                "/description",
+                "must be at most 10000 characters",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Invalid(errors));
+        }
+        let mut s = self.write();
+        let app = Application {
+            id: ApplicationId(s.next()),
+            created: now,
+            name,
+            timezone,
+            description,
+        };
+        s.applications.insert(app.id, app.clone());
+        Ok(app)
+    }
+
+    pub fn application(&self, id: ApplicationId) -> Result<Application, EngineError> {
+        self.read().app(id).cloned()
+    }
+
+    pub fn applications(&self) -> Vec<Application> {
+        self.read().applications.values().cloned().collect()
+    }
+
+    /// Creates an integration key; returns its public part and the secret.
+    pub fn create_api_key(
+        &self,
+        app: ApplicationId,
+        name: String,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiKeyInfo, String), EngineError> {
+        if name.chars().count() > MAX_TEXT_LEN {
+            return Err(EngineError::Invalid(vec![FieldError::new(
+                "/name",
+                format!("must be at most {MAX_TEXT_LEN} characters"),
+            )]));
+        }
+        let mut s = self.write();
+        s.app(app)?;
+        let secret = super::keys::generate_secret();
+        let info = ApiKeyInfo {
+            id: s.next(),
+            application_id: app,
+            name,
+            created: now,
+        };
+        s.api_keys.insert(hash_key(&secret), info.clone());
+        Ok((info, secret))
+    }
+
+    /// The application an integration key belongs to.
+    pub fn authenticate(&self, secret: &str) -> Option<ApplicationId> {
+        self.read()
+            .api_keys
+            .get(&hash_key(secret))
+            .map(|k| k.application_id)
+    }
+
+    pub fn create_campaign(
+        &self,
+        app: ApplicationId,
+        patch: CampaignPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, EngineError> {
+        let mut s = self.write();
+        s.app(app)?;
+        let mut errors = Vec::new();
+        let name = patch.name.clone().unwrap_or_default();
+        check_name(&mut errors, "/name", &name);
+        let campaign = Campaign {
+            id: CampaignId(0),
+            application_id: app,
+            created: now,
+            name,
+            state: patch.state.unwrap_or(CampaignState::Enabled),
+            start_time: patch.start_time.flatten(),
+            end_time: patch.end_time.flatten(),
+        };
+        check_campaign_times(&mut errors, &campaign);
+        if !errors.is_empty() {
+            return Err(EngineError::Invalid(errors));
+        }
+        let campaign = Campaign {
+            id: CampaignId(s.next()),
+            ..campaign
+        };
+        s.campaigns.insert(campaign.id, campaign.clone());
+        Ok(campaign)
+    }
+
+    pub fn campaign(&self, app: ApplicationId, id: CampaignId) -> Result<Campaign, EngineError> {
+        self.read().campaign(app, id).cloned()
+    }
+
+    pub fn campaigns(&self, app: ApplicationId) -> Result<Vec<Campaign>, EngineError> {
+        let s = self.read();
+        s.app(app)?;
+        Ok(s.campaigns
+            .values()
+            .filter(|c| c.application_id == app)
+            .cloned()
+            .collect())
+    }
+
+    pub fn update_campaign(
+        &self,
+        app: ApplicationId,
+        id: CampaignId,
+        patch: CampaignPatch,
+    ) -> Result<Campaign, EngineError> {
+        let mut s = self.write();
+        let mut next = s.campaign(app, id)?.clone();
+        let mut errors = Vec::new();
+        if let Some(name) = patch.name {
+            check_name(&mut errors, "/name", &name);
+            next.name = name;
+        }
+        if let Some(state) = patch.state {
+            next.state = state;
+        }
+        if let Some(t) = patch.start_time {
+            next.start_time = t;
+        }
+        if let Some(t) = patch.end_time {
+            next.end_time = t;
+        }
+        check_campaign_times(&mut errors, &next);
+        if !errors.is_empty() {
+            return Err(EngineError::Invalid(errors));
+        }
+        s.campaigns.insert(id, next.clone());
+        s.refresh_campaign(&next);
+        Ok(next)
+    }
+
+    pub fn create_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        draft: AchievementDraft,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<AchievementEntry>, EngineError> {
+        let rules = draft.validate().map_err(EngineError::Invalid)?;
+        let mut s = self.write();
+        s.campaign(app, campaign)?;
+        if s.names.contains_key(&(app, draft.name.clone())) {
+            return Err(EngineError::Conflict {
+                pointer: "/name",
+                message: format!(
+                    "an achievement named '{}' already exists in this application",
+                    draft.name
+                ),
+            });
+        }
+        let achievement = Achievement {
+            id: AchievementId(s.next()),
+            campaign_id: campaign,
+            created: now,
+            name: draft.name,
+            title: draft.title,
+            description: draft.description,
+            rules,
+        };
+        let id = achievement.id;
+        s.insert_achievement(achievement, false);
+        s.achievements
+            .get(&id)
+            .cloned()
+            .ok_or(EngineError::Internal("achievement vanished after insert"))
+    }
+
+    pub fn achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+    ) -> Result<Arc<AchievementEntry>, EngineError> {
+        self.read().entry(app, campaign, id).cloned()
+    }
+
+    /// An achievement of an application by id, whatever its campaign.
+    pub fn achievement_in_app(
+        &self,
+        app: ApplicationId,
+        id: AchievementId,
+    ) -> Option<Arc<AchievementEntry>> {
+        self.read()
+            .achievements
+            .get(&id)
+            .filter(|e| e.application_id == app)
+            .cloned()
+    }
+
+    /// An achievement of an application by its API name.
+    pub fn achievement_by_name(
+        &self,
+        app: ApplicationId,
+        name: &str,
+    ) -> Option<Arc<AchievementEntry>> {
+        let s = self.read();
+        let id = s.names.get(&(app, name.to_string()))?;
+        s.achievements.get(id).cloned()
+    }
+
+    pub fn achievements_of_campaign(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+    ) -> Result<Vec<Arc<AchievementEntry>>, EngineError> {
+        let s = self.read();
+        s.campaign(app, campaign)?;
+        Ok(s.achievements
+            .values()
+            .filter(|e| e.achievement.campaign_id == campaign)
+            .cloned()
+            .collect())
+    }
+
+    pub fn achievements_of_app(&self, app: ApplicationId) -> Vec<Arc<AchievementEntry>> {
+        self.read()
+            .achievements
+            .values()
+            .filter(|e| e.application_id == app)
+            .cloned()
+            .collect()
+    }
+
+    /// Applies the editing rule (SPEC §1) and stores the new definition.
+    pub fn update_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+        patch: &AchievementPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<AchievementEntry>, EngineError> {
+        let mut s = self.write();
+        let entry = s.entry(app, campaign, id)?.clone();
+        let locked = entry.campaign.running_at(now) || entry.has_progress();
+        let achievement = entry
+            .achievement
+            .patched(patch, locked)
+            .map_err(EngineError::Invalid)?;
+        let next = Arc::new(AchievementEntry {
+            achievement,
+            ..AchievementEntry::clone(&entry)
+        });
+        s.achievements.insert(id, next.clone());
+        Ok(next)
+    }
+
+    /// Removes a definition; the caller removes its customers' progress.
+    pub fn delete_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+    ) -> Result<Arc<AchievementEntry>, EngineError> {
+        let mut s = self.write();
+        let entry = s.entry(app, campaign, id)?.clone();
+        s.achievements.remove(&id);
+        s.names.remove(&(app, entry.achievement.name.clone()));
+        entry.deleted.store(true, Ordering::Relaxed);
+        Ok(entry)
+    }
+}
+
+fn check_campaign_times(errors: &mut Vec<FieldError>, c: &Campaign) {
+    if let (Some(s), Some(e)) = (c.start_time, c.end_time) {
+        if e <= s {
+            errors.push(FieldError::new("/endTime", "endTime must be after startTime"));
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The actor engine: shards on actix arbiters, pair actors, routing,
+//! backpressure, and the catalog; the one facade (`Engine`) the HTTP layer
+//! calls.
+//!
+//! Routing: a customer's pairs all live in one shard, chosen by a hash of
+//! (application, customer). Active pair actors are found through a `DashMap`
+//! so HTTP workers send to them directly; other pairs are reached through
+//! their shard, which activates them. Every queue is bounded: each shard
+//! admits at most `queue_capacity` events in flight, beyond which callers get
+//! `EngineError::Overloaded` (HTTP 429) and nothing is queued.
+
+pub mod catalog;
+pub mod error;
+pub mod keys;
+pub mod pair;
+pub mod shard;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+
+pub use catalog::{AchievementEntry, Catalog};
+pub use error::EngineError;
+use pair::{OpKind, PairActor, PairKey, PairOp};
+use shard::{DropAchievement, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard};
+
+use crate::domain::{
+    ApplicationId, CustomerId, EventId, EventResult, Increase, Iteration, Limits,
+};
+
+/// Engine tunables.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub shards: usize,
+    pub limits: Limits,
+    /// Events admitted in flight per shard before callers get 429.
+    pub queue_capacity: usize,
+    /// How long an active pair actor may sit idle before it is passivated.
+    pub idle_after: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            limits: Limits::default(),
+            queue_capacity: 65_536,
+            idle_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters the engine keeps about itself.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub pairs: AtomicI64,
+    pub actors: AtomicI64,
+    pub panics: AtomicU64,
+    pub expiries: AtomicU64,
+    pub passivations: AtomicU64,
+    pub overloaded: AtomicU64,
+}
+
+impl Stats {
+    fn pair_added(&self, _shard: usize) {
+        self.pairs.fetch_add(1, Ordering::Relaxed);
+    }
+    fn pair_removed(&self, _shard: usize) {
+        self.pairs.fetch_sub(1, Ordering::Relaxed);
+    }
+    fn actor_started(&self) {
+        self.actors.fetch_add(1, Ordering::Relaxed);
+    }
+    fn actor_stopped(&self) {
+        self.actors.fetch_sub(1, Ordering::Relaxed);
+    }
+    fn count_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+    fn count_expiry(&self) {
+        self.expiries.fetch_add(1, Ordering::Relaxed);
+    }
+    fn count_passivation(&self) {
+        self.passivations.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// State shared by the engine facade, its shards and pair actors.
+pub struct Shared {
+    pub limits: Limits,
+    pub routes: DashMap<PairKey, Addr<PairActor>>,
+    pub stats: Stats,
+    pub idle_after: Duration,
+    pub queue_capacity: usize,
+    inflight: Vec<AtomicUsize>,
+    pair_numbers: AtomicU64,
+}
+
+impl Shared {
+    /// A new pair's number (its progress tracker ids derive from it).
+    pub fn next_pair_number(&self) -> u64 {
+        self.pair_numbers.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Holds a shard's admission slots until the work is done.
+struct Admission<'a> {
+    counter: &'a AtomicUsize,
+    n: usize,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// An increase addressed to an achievement.
+#[derive(Debug, Clone)]
+pub struct EventInput {
+    pub customer: CustomerId,
+    pub entry: Arc<AchievementEntry>,
+    pub increase: Increase,
+}
+
+/// The engine facade.
+#[derive(Clone)]
+pub struct Engine {
+    pub catalog: Arc<Catalog>,
+    shards: Arc<Vec<Addr<Shard>>>,
+    shared: Arc<Shared>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// Starts one shard per arbiter. Must run inside an actix system.
+    pub fn start(config: EngineConfig, catalog: Catalog) -> Engine {
+        let n = config.shards.max(1);
+        let shared = Arc::new(Shared {
+            limits: config.limits,
+            routes: DashMap::new(),
+            stats: Stats::default(),
+            idle_after: config.idle_after,
+            queue_capacity: config.queue_capacity,
+            inflight: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            pair_numbers: AtomicU64::new(0),
+        });
+        let shards = (0..n)
+            .map(|i| {
+                let shared = shared.clone();
+                let arbiter = Arbiter::new();
+                Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(i, shared))
+            })
+            .collect();
+        Engine {
+            catalog: Arc::new(catalog),
+            shards: Arc::new(shards),
+            shared,
+            ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    fn shard_of(&self, app: ApplicationId, customer: &CustomerId) -> usize {
+        let mut h = DefaultHasher::new();
+        app.hash(&mut h);
+        customer.hash(&mut h);
+        (h.finish() % self.shards.len() as u64) as usize
+    }
+
+    fn admit(&self, shard: usize, n: usize) -> Result<Admission<'_>, EngineError> {
+        let counter = &self.shared.inflight[shard];
+        let before = counter.fetch_add(n, Ordering::AcqRel);
+        let admission = Admission { counter, n };
+        if before + n > self.shared.queue_capacity && before > 0 {
+            self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(EngineError::Overloaded);
+        }
+        Ok(admission)
+    }
+
+    async fn run(&self, op: PairOp) -> Result<EventResult, EngineError> {
+        let shard = self.shard_of(op.entry.application_id, &op.key.customer);
+        let _admission = self.admit(shard, 1)?;
+        let direct = self.shared.routes.get(&op.key).map(|a| a.clone());
+        if let Some(actor) = direct {
+            match actor.send(op.clone()).await {
+                Ok(result) => return result,
+                // Passivated or restarted meanwhile: the message was not
+                // handled, so it is safe to go through the shard.
+                Err(MailboxError::Closed) => {}
+                Err(MailboxError::Timeout) => return Err(EngineError::Internal("pair timed out")),
+            }
+        }
+        self.shards[shard]
+            .send(op)
+            .await
+            .map_err(|_| EngineError::Internal("shard unavailable"))?
+    }
+
+    /// Applies one increase.
+    pub async fn increase(&self, input: EventInput) -> Result<EventResult, EngineError> {
+        self.run(PairOp {
+            key: PairKey {
+                achievement: input.entry.achievement.id,
+                customer: input.customer,
+            },
+            entry: input.entry,
+            kind: OpKind::Increase(input.increase),
+        })
+        .await
+    }
+
+    /// Applies many increases; results come back in input order. Events of
+    /// one customer are applied in input order.
+    pub async fn increase_batch(
+        &self,
+        inputs: Vec<EventInput>,
+    ) -> Result<Vec<Result<EventResult, EngineError>>, EngineError> {
+        let n = inputs.len();
+        let mut per_shard: Vec<(Vec<usize>, Vec<PairOp>)> =
+            (0..self.shards.len()).map(|_| (Vec::new(), Vec::new())).collect();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let shard = self.shard_of(input.entry.application_id, &input.customer);
+            per_shard[shard].0.push(i);
+            per_shard[shard].1.push(shard::increase_op(
+                PairKey {
+                    achievement: input.entry.achievement.id,
+                    customer: input.customer,
+                },
+                input.entry,
+                input.increase,
+            ));
+        }
+        let mut admissions = Vec::new();
+        for (shard, (_, ops)) in per_shard.iter().enumerate() {
+            if !ops.is_empty() {
+                admissions.push(self.admit(shard, ops.len())?);
+            }
+        }
+        let sends = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (_, ops))| !ops.is_empty())
+            .map(|(shard, (idx, ops))| {
+                let addr = self.shards[shard].clone();
+                async move { (idx, addr.send(PairBatch { ops }).await) }
+            });
+        let answers = futures_util::future::join_all(sends).await;
+        let mut results: Vec<Option<Result<EventResult, EngineError>>> = vec![None; n];
+        for (idx, answer) in answers {
+            let answer = answer.map_err(|_| EngineError::Internal("shard unavailable"))?;
+            for (i, r) in idx.into_iter().zip(answer) {
+                results[i] = Some(r);
+            }
+        }
+        drop(admissions);
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(EngineError::Internal("missing batch result"))))
+            .collect())
+    }
+
+    /// Rolls back an earlier increase.
+    pub async fn rollback(
+        &self,
+        customer: CustomerId,
+        entry: Arc<AchievementEntry>,
+        event_id: EventId,
+    ) -> Result<EventResult, EngineError> {
+        self.run(PairOp {
+            key: PairKey {
+                achievement: entry.achievement.id,
+                customer,
+            },
+            entry,
+            kind: OpKind::Rollback(event_id),
+        })
+        .await
+    }
+
+    /// A customer's iterations (newest first, as of now) in each achievement.
+    pub async fn customer_progress(
+        &self,
+        app: ApplicationId,
+        customer: &CustomerId,
+        entries: &[Arc<AchievementEntry>],
+    ) -> Result<Vec<Vec<Iteration>>, EngineError> {
+        let shard = self.shard_of(app, customer);
+        self.shards[shard]
+            .send(ReadCustomer {
+                customer: customer.clone(),
+                achievements: entries.iter().map(|e| e.achievement.id).collect(),
+            })
+            .await
+            .map_err(|_| EngineError::Internal("shard unavailable"))
+    }
+
+    /// Removes an achievement and all its customers' progress.
+    pub async fn delete_achievement(
+        &self,
+        entry: Arc<AchievementEntry>,
+    ) -> Result<usize, EngineError> {
+        let sends = self.shards.iter().map(|s| {
+            s.send(DropAchievement {
+                entry: entry.clone(),
+            })
+        });
+        let mut removed = 0;
+        for r in futures_util::future::join_all(sends).await {
+            removed += r.map_err(|_| EngineError::Internal("shard unavailable"))?;
+        }
+        Ok(removed)
+    }
+
+    /// The customers with progress in an achievement, per shard, sorted.
+    pub async fn export_keys(
+        &self,
+        entry: &AchievementEntry,
+    ) -> Result<Vec<Vec<CustomerId>>, EngineError> {
+        let sends = self.shards.iter().map(|s| {
+            s.send(ExportKeys {
+                achievement: entry.achievement.id,
+            })
+        });
+        futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(|_| EngineError::Internal("shard unavailable")))
+            .collect()
+    }
+
+    /// The iterations of some customers of one shard (from `export_keys`).
+    pub async fn export_rows(
+        &self,
+        shard: usize,
+        entry: &AchievementEntry,
+        customers: Vec<CustomerId>,
+    ) -> Result<Vec<(CustomerId, Vec<Iteration>)>, EngineError> {
+        self.shards[shard]
+            .send(ExportRows {
+                achievement: entry.achievement.id,
+                customers,
+            })
+            .await
+            .map_err(|_| EngineError::Internal("shard unavailable"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
