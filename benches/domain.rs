@@ -13,7 +13,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rust_decimal::Decimal;
 
 fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 30, 9, 30, 45).single().expect("valid date")
+    Utc.with_ymd_and_hms(2024, 3, 30, 9, 30, 45)
+        .single()
+        .expect("valid date")
 }
 
 fn periods(c: &mut Criterion) {
@@ -26,12 +28,20 @@ fn periods(c: &mut Criterion) {
         });
     }
     let monthly: Period = "1M".parse().expect("valid period");
-    let anchor = Utc.with_ymd_and_hms(2020, 1, 31, 0, 0, 0).single().expect("valid date");
-    let t = Utc.with_ymd_and_hms(2026, 11, 26, 3, 0, 0).single().expect("valid date");
+    let anchor = Utc
+        .with_ymd_and_hms(2020, 1, 31, 0, 0, 0)
+        .single()
+        .expect("valid date");
+    let t = Utc
+        .with_ymd_and_hms(2026, 11, 26, 3, 0, 0)
+        .single()
+        .expect("valid date");
     group.bench_function("window_containing/1M after 6 years", |b| {
         b.iter(|| monthly.window_containing(black_box(anchor), tz, black_box(t)))
     });
-    group.bench_function("parse/3M_U", |b| b.iter(|| black_box("3M_U").parse::<Period>()));
+    group.bench_function("parse/3M_U", |b| {
+        b.iter(|| black_box("3M_U").parse::<Period>())
+    });
     group.finish();
 }
 
@@ -75,10 +85,18 @@ fn tracker(c: &mut Criterion) {
                 |(mut tracker, n)| {
                     for i in n..n + 100 {
                         let inc = Increase {
-                            event_id: Some(EventId::parse(&format!("evt-{i}"), "/eventId").expect("short id")),
+                            event_id: Some(
+                                EventId::parse(&format!("evt-{i}"), "/eventId").expect("short id"),
+                            ),
                             ..inc.clone()
                         };
-                        let _ = tracker.apply(&Ctx { now: start() + Duration::seconds(i as i64), ..ctx }, &inc);
+                        let _ = tracker.apply(
+                            &Ctx {
+                                now: start() + Duration::seconds(i as i64),
+                                ..ctx
+                            },
+                            &inc,
+                        );
                     }
                     tracker
                 },

@@ -1,7 +1,6 @@
 //! The `achievements-engine` binary: parse settings, start logging, serve.
 
 use achievements_engine::{config::Settings, http};
-use actix_web::{App, HttpServer};
 use clap::Parser;
 
 #[actix_web::main]
@@ -13,12 +12,9 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let server = HttpServer::new(|| App::new().configure(http::configure))
-        .workers(settings.worker_count())
-        .bind(settings.listen)?;
-    for addr in server.addrs() {
-        tracing::info!(%addr, "listening");
-    }
-    server.run().await?;
+    let running = http::server::start(&settings)?;
+    tracing::info!(addr = %running.addr, data_dir = %settings.data_dir.display(), "listening");
+    running.server.await?;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -317,13 +317,11 @@ impl PairTracker {
                 }
                 lands_in_current = true;
             } else if rules.recurrence == RecurrencePolicy::NoRecurrence {
-                return Ok(EventResult::rejected(
-                    if cur.status == ProgressStatus::Completed {
-                        Reason::AlreadyCompleted
-                    } else {
-                        Reason::Expired
-                    },
-                ));
+                return Ok(EventResult::rejected(if completed {
+                    Reason::AlreadyCompleted
+                } else {
+                    Reason::Expired
+                }));
             }
         }
         let bounds = if !lands_in_current || on_completion {

@@ -545,7 +545,10 @@ impl Catalog {
 fn check_campaign_times(errors: &mut Vec<FieldError>, c: &Campaign) {
     if let (Some(s), Some(e)) = (c.start_time, c.end_time) {
         if e <= s {
-            errors.push(FieldError::new("/endTime", "endTime must be after startTime"));
+            errors.push(FieldError::new(
+                "/endTime",
+                "endTime must be after startTime",
+            ));
         }
     }
 }

@@ -29,9 +29,7 @@ pub use error::EngineError;
 use pair::{OpKind, PairActor, PairKey, PairOp};
 use shard::{DropAchievement, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard};
 
-use crate::domain::{
-    ApplicationId, CustomerId, EventId, EventResult, Increase, Iteration, Limits,
-};
+use crate::domain::{ApplicationId, CustomerId, EventId, EventResult, Increase, Iteration, Limits};
 
 /// Engine tunables.
 #[derive(Debug, Clone)]
@@ -234,8 +232,9 @@ impl Engine {
         inputs: Vec<EventInput>,
     ) -> Result<Vec<Result<EventResult, EngineError>>, EngineError> {
         let n = inputs.len();
-        let mut per_shard: Vec<(Vec<usize>, Vec<PairOp>)> =
-            (0..self.shards.len()).map(|_| (Vec::new(), Vec::new())).collect();
+        let mut per_shard: Vec<(Vec<usize>, Vec<PairOp>)> = (0..self.shards.len())
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
         for (i, input) in inputs.into_iter().enumerate() {
             let shard = self.shard_of(input.entry.application_id, &input.customer);
             per_shard[shard].0.push(i);

@@ -1,15 +1,55 @@
-//! The actix-web front: routes, request/response shapes and errors.
+//! The actix-web front: routes, request/response shapes, errors and auth.
 //!
-//! Thin: handlers validate input into domain types, call the engine and render
-//! its answer. No business rule lives here.
+//! Thin: handlers decode and validate input into domain types, make one call
+//! into the engine and render its answer. No business rule lives here.
 
-use actix_web::{web, HttpResponse};
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod export;
+pub mod integration;
+pub mod json;
+pub mod management;
+pub mod server;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::engine::Engine;
+use error::{ApiError, Source};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub engine: Engine,
+    pub management_key_hash: [u8; 32],
+}
 
 /// Registers every route on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz));
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .configure(management::configure)
+        .configure(integration::configure);
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.engine.is_ready() {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "restoring"}))
+    }
+}
+
+/// Unknown paths and methods get the same error shape as everything else.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.path()),
+        Some(Source::Parameter("path".into())),
+    )
+    .error_response()
 }

@@ -147,7 +147,7 @@ fn refuses_invalid_periods_with_the_specific_error() {
         ("366001D", PeriodError::Overflow),
         ("99999999999999999999999999999999", PeriodError::Overflow),
         ("0.0000000001s", PeriodError::TooPrecise),
-        ("0.00000000001h", PeriodError::TooPrecise),
+        ("0.0000000000001h", PeriodError::TooPrecise),
         ("1.0000000000000000000000000000001s", PeriodError::TooLong),
         ("1.00000000000000000000000000001s", PeriodError::TooPrecise),
         (&"1".repeat(40), PeriodError::TooLong),
@@ -874,4 +874,27 @@ proptest! {
         prop_assert!(e.end > start, "{} from {}", text, start);
         prop_assert!(e.end - start <= Duration::hours(25));
     }
+}
+
+#[test]
+fn tiny_day_fractions_tile_across_a_spring_forward_gap() {
+    // 0.01D is 14.4 minutes. Measured as elapsed time from the last whole day,
+    // 0.99D would land after the start of the 23-hour day's end, so the next
+    // boundary would come before the previous one. Scaled by the real day
+    // length, boundaries always increase.
+    let anchor = local(Berlin, "2024-03-30 12:00:00");
+    let period = p("0.01D");
+    let mut previous = period.window(anchor, Berlin, 0).expect("window 0");
+    for k in 1..300 {
+        let w = period.window(anchor, Berlin, k).expect("window");
+        assert_eq!(previous.end.end, w.start, "window {k}");
+        assert!(
+            w.start < w.end.end,
+            "window {k} is empty or inverted: {w:?}"
+        );
+        previous = w;
+    }
+    // Window 100 starts exactly one local day after the anchor (23 real hours).
+    let w100 = period.window(anchor, Berlin, 100).expect("window 100");
+    assert_eq!(w100.start - anchor, Duration::hours(23));
 }

@@ -1465,6 +1465,57 @@ fn tracker_ids_exhausted_is_an_error() {
     assert!(fx.try_apply(&mut tr, t0(), "1.5", None, None).is_ok());
 }
 
+#[test]
+fn overflow_is_an_error_and_changes_nothing() {
+    let fx = Fx::new(user("100000000000000000000", Some("1Y"), OnExpiration));
+    let mut tr = PairTracker::new(1);
+    fx.add_id(&mut tr, t0(), "1", "old");
+    // "old" is past retention at `now`: the error must not forget it either.
+    let now = t0() + days(8);
+    let before = tr.clone();
+    let r = tr.apply(
+        &fx.ctx(now),
+        &Increase {
+            delta: Decimal::MAX,
+            at: None,
+            event_id: Some(eid("new")),
+        },
+    );
+    assert_eq!(r, Err(DomainError::Overflow));
+    assert_eq!(tr, before);
+    assert_eq!(tr.remembered_events(), 1);
+}
+
+#[test]
+fn rejections_change_nothing() {
+    let fx = Fx::new(user("10", Some("1D"), NoRecurrence));
+    let mut tr = PairTracker::new(1);
+    fx.add_id(&mut tr, t0(), "1", "a");
+    let before = tr.clone();
+    let now = t0() + days(9);
+    assert_rejected(&fx.add_id(&mut tr, now, "1", "b"), Reason::Expired);
+    assert_rejected(
+        &fx.apply(&mut tr, now, "1", Some(t0() - secs(1)), Some("c")),
+        Reason::Late,
+    );
+    assert_eq!(tr.to_parts().events, before.to_parts().events);
+    assert_eq!(tr.iterations_at(now).count(), 1);
+    assert_eq!(tr.iterations_at(now).next().unwrap().progress, dec("1"));
+}
+
+#[test]
+fn daily_period_keeps_local_time_across_dst() {
+    let mut fx = Fx::new(user("10", Some("1D"), OnExpiration));
+    fx.tz = "Europe/Berlin".parse().unwrap();
+    let mut tr = PairTracker::new(1);
+    // 2023-03-25 09:30 CET; the clocks go forward on the 26th.
+    let first = ts("2023-03-25 08:30:00");
+    let r = fx.add(&mut tr, first, "1");
+    // 2023-03-26 09:30 CEST: 23 real hours later.
+    assert_eq!(as_start(&r.effects[0]).2, Some(ts("2023-03-26 07:30:00")));
+    assert_eq!(tr.next_deadline(), Some(ts("2023-03-26 07:30:00")));
+}
+
 // ------------------------------------------------ snapshots
 
 #[test]

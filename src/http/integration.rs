@@ -1,0 +1,443 @@
+//! Integration API routes: progress events (single and batch), rollbacks, and
+//! a customer's achievements and history. Every route needs an integration
+//! key and sees only its own application's data.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Integration;
+use super::dto::{EventResultDto, ProgressDto, StatusEntryDto, Total};
+use super::error::ApiError;
+use super::json::{parse_body, Num, Query, Time, BATCH_BODY_LIMIT, BODY_LIMIT};
+use super::AppState;
+use crate::clock;
+use crate::domain::achievement::check_amount;
+use crate::domain::{
+    AchievementId, ApplicationId, CustomerId, DefinitionStatus, EventId, Increase, Outcome,
+    ProgressStatus,
+};
+use crate::engine::{AchievementEntry, EngineError, EventInput};
+
+/// The most events one batch may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/progress_events", web::post().to(post_event))
+        .route("/v1/progress_events/batch", web::post().to(post_batch))
+        .route("/v1/progress_rollbacks", web::post().to(post_rollback))
+        .route(
+            "/v1/customer_profiles/{integrationId}/achievements",
+            web::get().to(customer_achievements),
+        )
+        .route(
+            "/v1/customer_profiles/{integrationId}/achievements/{achievementId}",
+            web::get().to(customer_history),
+        );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProgressEvent {
+    integration_id: String,
+    #[serde(default)]
+    achievement_id: Option<u64>,
+    #[serde(default)]
+    achievement_name: Option<String>,
+    delta: Num,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    timestamp: Option<Time>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RollbackBody {
+    integration_id: String,
+    #[serde(default)]
+    achievement_id: Option<u64>,
+    #[serde(default)]
+    achievement_name: Option<String>,
+    event_id: String,
+}
+
+/// Finds the achievement an event addresses, within the key's application.
+fn resolve(
+    state: &AppState,
+    app: ApplicationId,
+    id: Option<u64>,
+    name: Option<&str>,
+) -> Result<Arc<AchievementEntry>, ApiError> {
+    let catalog = &state.engine.catalog;
+    let by_id = match id {
+        Some(id) => {
+            let read = catalog.read();
+            let found = read.achievements.get(&AchievementId(id)).cloned();
+            drop(read);
+            match found {
+                Some(e) if e.application_id != app => {
+                    return Err(ApiError::new(
+                        actix_web::http::StatusCode::FORBIDDEN,
+                        "this key may not access that achievement",
+                        Some(super::error::Source::Pointer("/achievementId".into())),
+                    ))
+                }
+                Some(e) => Some(e),
+                None => return Err(not_found("/achievementId")),
+            }
+        }
+        None => None,
+    };
+    let by_name = match name {
+        Some(n) => Some(
+            catalog
+                .achievement_by_name(app, n)
+                .ok_or_else(|| not_found("/achievementName"))?,
+        ),
+        None => None,
+    };
+    match (by_id, by_name) {
+        (Some(a), Some(b)) if a.achievement.id != b.achievement.id => Err(ApiError::pointer(
+            "/achievementName",
+            "achievementId and achievementName name different achievements",
+        )),
+        (Some(a), _) | (None, Some(a)) => Ok(a),
+        (None, None) => Err(ApiError::pointer(
+            "/achievementId",
+            "either achievementId or achievementName is required",
+        )),
+    }
+}
+
+fn not_found(pointer: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "achievement not found in this application",
+        Some(super::error::Source::Pointer(pointer.into())),
+    )
+}
+
+fn customer(raw: &str) -> Result<CustomerId, ApiError> {
+    CustomerId::parse(raw, "/integrationId").map_err(|e| ApiError::pointer(e.pointer, e.message))
+}
+
+fn event_id(raw: Option<&str>) -> Result<Option<EventId>, ApiError> {
+    raw.map(|r| EventId::parse(r, "/eventId").map_err(|e| ApiError::pointer(e.pointer, e.message)))
+        .transpose()
+}
+
+fn to_input(
+    state: &AppState,
+    app: ApplicationId,
+    ev: ProgressEvent,
+) -> Result<EventInput, ApiError> {
+    check_amount("/delta", ev.delta.0).map_err(|e| ApiError::pointer(e.pointer, e.message))?;
+    let customer = customer(&ev.integration_id)?;
+    let event_id = event_id(ev.event_id.as_deref())?;
+    let entry = resolve(
+        state,
+        app,
+        ev.achievement_id,
+        ev.achievement_name.as_deref(),
+    )?;
+    Ok(EventInput {
+        customer,
+        entry,
+        increase: Increase {
+            delta: ev.delta.0,
+            at: ev.timestamp.map(|t| t.0),
+            event_id,
+        },
+    })
+}
+
+fn not_ready(state: &AppState) -> Result<(), ApiError> {
+    if state.engine.is_ready() {
+        Ok(())
+    } else {
+        Err(EngineError::Unavailable("the engine is restoring its state").into())
+    }
+}
+
+async fn post_event(
+    Integration(app): Integration,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    not_ready(&state)?;
+    let ev: ProgressEvent = parse_body(&req, body, BODY_LIMIT).await?;
+    let input = to_input(&state, app, ev)?;
+    let entry = input.entry.clone();
+    let result = state.engine.increase(input).await?;
+    Ok(HttpResponse::Ok().json(EventResultDto::new(&result, &entry)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    events: Vec<ProgressEvent>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchAnswer {
+    applied: usize,
+    duplicates: usize,
+    rejected: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<Vec<BatchItem>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItem {
+    Result(EventResultDto),
+    /// An event that can never apply in the state it met (overflow, too
+    /// many iterations): rejected, with the error that says why.
+    Error {
+        outcome: &'static str,
+        error: BatchError,
+    },
+}
+
+#[derive(Serialize)]
+struct BatchError {
+    message: String,
+    source: super::error::Source,
+}
+
+async fn post_batch(
+    Integration(app): Integration,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    not_ready(&state)?;
+    let query = Query::from_request(&req)?;
+    let with_results = match query.get("results") {
+        None | Some("all") => true,
+        Some("none") => false,
+        Some(_) => {
+            return Err(ApiError::parameter(
+                "results",
+                "results must be all or none",
+            ))
+        }
+    };
+    let batch: Batch = parse_body(&req, body, BATCH_BODY_LIMIT).await?;
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::pointer(
+            "/events",
+            format!("a batch holds at most {MAX_BATCH} events"),
+        ));
+    }
+    let inputs = batch
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, ev)| to_input(&state, app, ev).map_err(|e| e.nested(&format!("/events/{i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries: Vec<_> = inputs.iter().map(|i| i.entry.clone()).collect();
+    let results = state.engine.increase_batch(inputs).await?;
+    let mut answer = BatchAnswer {
+        applied: 0,
+        duplicates: 0,
+        rejected: 0,
+        results: None,
+    };
+    let mut items = Vec::with_capacity(if with_results { results.len() } else { 0 });
+    for (i, (result, entry)) in results.into_iter().zip(&entries).enumerate() {
+        match result {
+            Ok(r) => {
+                match r.outcome {
+                    Outcome::Applied => answer.applied += 1,
+                    Outcome::Duplicate => answer.duplicates += 1,
+                    Outcome::Rejected => answer.rejected += 1,
+                }
+                if with_results {
+                    items.push(BatchItem::Result(EventResultDto::new(&r, entry)));
+                }
+            }
+            Err(EngineError::Invalid(errors)) => {
+                answer.rejected += 1;
+                if with_results {
+                    let first = errors.first();
+                    items.push(BatchItem::Error {
+                        outcome: Outcome::Rejected.as_str(),
+                        error: BatchError {
+                            message: first.map(|e| e.message.clone()).unwrap_or_default(),
+                            source: super::error::Source::Pointer(format!(
+                                "/events/{i}{}",
+                                first.map(|e| e.pointer.as_str()).unwrap_or("")
+                            )),
+                        },
+                    });
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    if with_results {
+        answer.results = Some(items);
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+async fn post_rollback(
+    Integration(app): Integration,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    not_ready(&state)?;
+    let b: RollbackBody = parse_body(&req, body, BODY_LIMIT).await?;
+    let customer = customer(&b.integration_id)?;
+    let event_id = event_id(Some(&b.event_id))?
+        .ok_or_else(|| ApiError::pointer("/eventId", "eventId is required"))?;
+    let entry = resolve(&state, app, b.achievement_id, b.achievement_name.as_deref())?;
+    let result = state
+        .engine
+        .rollback(customer, entry.clone(), event_id)
+        .await?;
+    Ok(HttpResponse::Ok().json(EventResultDto::new(&result, &entry)))
+}
+
+fn path_customer(req: &HttpRequest) -> Result<CustomerId, ApiError> {
+    CustomerId::parse(
+        req.match_info().get("integrationId").unwrap_or(""),
+        "integrationId",
+    )
+    .map_err(|e| ApiError::parameter("integrationId", e.message))
+}
+
+async fn customer_achievements(
+    Integration(app): Integration,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let customer = path_customer(&req)?;
+    let query = Query::from_request(&req)?;
+    let page = query.page(1000, 1000)?;
+    let campaigns = query.id_list("campaignIds")?;
+    let achievements = query.id_list("achievementIds")?;
+    let wanted_status = match query.get("achievementStatus") {
+        None | Some("active") => DefinitionStatus::InProgress,
+        Some("scheduled") => DefinitionStatus::NotStarted,
+        Some(_) => {
+            return Err(ApiError::parameter(
+                "achievementStatus",
+                "achievementStatus must be active or scheduled",
+            ))
+        }
+    };
+    let progress_filter = match query.get("currentProgressStatus") {
+        None => None,
+        Some(s @ ("inprogress" | "completed" | "not_started")) => ProgressStatus::parse(s),
+        Some(_) => {
+            return Err(ApiError::parameter(
+                "currentProgressStatus",
+                "currentProgressStatus must be inprogress, completed or not_started",
+            ))
+        }
+    };
+    let now = clock::now();
+    let entries: Vec<_> = state
+        .engine
+        .catalog
+        .achievements_of_app(app)
+        .into_iter()
+        .filter(|e| {
+            campaigns
+                .as_ref()
+                .is_none_or(|c| c.contains(&e.achievement.campaign_id.0))
+        })
+        .filter(|e| {
+            achievements
+                .as_ref()
+                .is_none_or(|a| a.contains(&e.achievement.id.0))
+        })
+        .filter(|e| e.achievement.rules.definition_status(e.tz, now) == wanted_status)
+        .collect();
+    let progress = state
+        .engine
+        .customer_progress(app, &customer, &entries)
+        .await?;
+    let rows: Vec<StatusEntryDto> = entries
+        .iter()
+        .zip(&progress)
+        .filter(|(_, its)| {
+            let status = its.first().map_or(ProgressStatus::NotStarted, |i| i.status);
+            progress_filter.is_none_or(|f| f == status)
+        })
+        .map(|(e, its)| StatusEntryDto {
+            definition: e.as_ref().into(),
+            status: if wanted_status == DefinitionStatus::NotStarted {
+                "scheduled"
+            } else {
+                "active"
+            },
+            current_progress: its.first().map(ProgressDto::from),
+        })
+        .collect();
+    let total = rows.len();
+    let (data, _) = page.cut(rows);
+    Ok(HttpResponse::Ok().json(Total {
+        total_result_size: total,
+        data,
+    }))
+}
+
+async fn customer_history(
+    Integration(app): Integration,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let customer = path_customer(&req)?;
+    let id = super::json::path_id(
+        req.match_info().get("achievementId").unwrap_or(""),
+        "achievementId",
+    )?;
+    let entry = {
+        let read = state.engine.catalog.read();
+        read.achievements.get(&AchievementId(id)).cloned()
+    };
+    let entry = match entry {
+        Some(e) if e.application_id == app => e,
+        Some(_) => return Err(ApiError::forbidden("achievement", "achievementId")),
+        None => return Err(EngineError::not_found("achievement", "achievementId").into()),
+    };
+    let query = Query::from_request(&req)?;
+    let page = query.page(1000, 1000)?;
+    let status = match query.get("progressStatus") {
+        None => None,
+        Some(s @ ("inprogress" | "completed" | "expired")) => ProgressStatus::parse(s),
+        Some(_) => {
+            return Err(ApiError::parameter(
+                "progressStatus",
+                "progressStatus must be inprogress, completed or expired",
+            ))
+        }
+    };
+    let (from, to) = (query.time("startDate")?, query.time("endDate")?);
+    let mut progress = state
+        .engine
+        .customer_progress(app, &customer, std::slice::from_ref(&entry))
+        .await?;
+    let iterations = progress.pop().unwrap_or_default();
+    let rows: Vec<ProgressDto> = iterations
+        .iter()
+        .filter(|i| status.is_none_or(|s| s == i.status))
+        .filter(|i| from.is_none_or(|f| i.start >= f))
+        .filter(|i| to.is_none_or(|t| i.start <= t))
+        .map(ProgressDto::from)
+        .collect();
+    let total = rows.len();
+    let (data, _) = page.cut(rows);
+    Ok(HttpResponse::Ok().json(Total {
+        total_result_size: total,
+        data,
+    }))
+}

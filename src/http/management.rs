@@ -1,0 +1,514 @@
+//! Management API routes: applications, integration keys, campaigns,
+//! achievements (Talon.One v1 paths), CSV export and a customer's progress.
+//! Every route needs the management key.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::auth::Management;
+use super::dto::{
+    AchievementDto, ApiKeyDto, ApplicationDto, CampaignDto, HasMore, ProgressWithDefinitionDto,
+};
+use super::error::ApiError;
+use super::json::{self, nullable, parse_body, path_id, Num, Query, Time, BODY_LIMIT};
+use super::AppState;
+use crate::clock;
+use crate::domain::{
+    AchievementDraft, AchievementId, AchievementPatch, ActivationPolicy, ApplicationId, CampaignId,
+    CustomerId, RecurrencePolicy,
+};
+use crate::engine::catalog::{CampaignPatch, CampaignState};
+use crate::engine::AchievementEntry;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let app = "/v1/applications/{applicationId}";
+    let campaign = "/v1/applications/{applicationId}/campaigns/{campaignId}";
+    let achievement =
+        "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements/{achievementId}";
+    cfg.route("/v1/applications", web::post().to(create_application))
+        .route("/v1/applications", web::get().to(list_applications))
+        .route(app, web::get().to(get_application))
+        .route(&format!("{app}/api_keys"), web::post().to(create_api_key))
+        .route(&format!("{app}/campaigns"), web::post().to(create_campaign))
+        .route(&format!("{app}/campaigns"), web::get().to(list_campaigns))
+        .route(campaign, web::get().to(get_campaign))
+        .route(campaign, web::put().to(update_campaign))
+        .route(
+            &format!("{campaign}/achievements"),
+            web::post().to(create_achievement),
+        )
+        .route(
+            &format!("{campaign}/achievements"),
+            web::get().to(list_achievements),
+        )
+        .route(achievement, web::get().to(get_achievement))
+        .route(achievement, web::put().to(update_achievement))
+        .route(achievement, web::delete().to(delete_achievement))
+        .route(
+            &format!("{achievement}/export"),
+            web::get().to(export_achievement),
+        )
+        .route(
+            &format!("{app}/achievement_progress/{{integrationId}}"),
+            web::get().to(customer_progress),
+        );
+}
+
+fn app_id(req: &HttpRequest) -> Result<ApplicationId, ApiError> {
+    path_id(
+        req.match_info().get("applicationId").unwrap_or(""),
+        "applicationId",
+    )
+    .map(ApplicationId)
+}
+
+fn campaign_id(req: &HttpRequest) -> Result<CampaignId, ApiError> {
+    path_id(
+        req.match_info().get("campaignId").unwrap_or(""),
+        "campaignId",
+    )
+    .map(CampaignId)
+}
+
+fn achievement_id(req: &HttpRequest) -> Result<AchievementId, ApiError> {
+    path_id(
+        req.match_info().get("achievementId").unwrap_or(""),
+        "achievementId",
+    )
+    .map(AchievementId)
+}
+
+fn parse_tz(name: &str) -> Result<Tz, ApiError> {
+    name.parse::<Tz>().map_err(|_| {
+        ApiError::pointer(
+            "/timezone",
+            format!("'{name}' is not an IANA time zone name (such as Europe/Berlin)"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApplication {
+    name: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn create_application(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let new: NewApplication = parse_body(&req, body, BODY_LIMIT).await?;
+    let tz = parse_tz(new.timezone.as_deref().unwrap_or("UTC"))?;
+    let app = state.engine.catalog.create_application(
+        new.name,
+        tz,
+        new.description.unwrap_or_default(),
+        clock::now(),
+    )?;
+    Ok(HttpResponse::Created().json(ApplicationDto::from(&app)))
+}
+
+async fn list_applications(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let page = Query::from_request(&req)?.page(1000, 1000)?;
+    let apps = state.engine.catalog.applications();
+    let (data, has_more) = page.cut(apps.iter().map(ApplicationDto::from).collect());
+    Ok(HttpResponse::Ok().json(HasMore { has_more, data }))
+}
+
+async fn get_application(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let app = state.engine.catalog.application(app_id(&req)?)?;
+    Ok(HttpResponse::Ok().json(ApplicationDto::from(&app)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewApiKey {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn create_api_key(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let app = app_id(&req)?;
+    let bytes = json::read_body(body, BODY_LIMIT).await?;
+    let new: NewApiKey = if bytes.iter().all(u8::is_ascii_whitespace) {
+        NewApiKey::default()
+    } else {
+        json::decode(&bytes)?
+    };
+    let (info, key) =
+        state
+            .engine
+            .catalog
+            .create_api_key(app, new.name.unwrap_or_default(), clock::now())?;
+    tracing::info!(application = %app, key_id = info.id, "integration key created");
+    Ok(HttpResponse::Created().json(ApiKeyDto::new(&info, key)))
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum StateDto {
+    Enabled,
+    Disabled,
+}
+
+impl From<StateDto> for CampaignState {
+    fn from(s: StateDto) -> Self {
+        match s {
+            StateDto::Enabled => CampaignState::Enabled,
+            StateDto::Disabled => CampaignState::Disabled,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CampaignBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    state: Option<StateDto>,
+    #[serde(default, deserialize_with = "nullable")]
+    start_time: Option<Option<Time>>,
+    #[serde(default, deserialize_with = "nullable")]
+    end_time: Option<Option<Time>>,
+}
+
+impl From<CampaignBody> for CampaignPatch {
+    fn from(b: CampaignBody) -> Self {
+        CampaignPatch {
+            name: b.name,
+            state: b.state.map(Into::into),
+            start_time: b.start_time.map(|t| t.map(|t| t.0)),
+            end_time: b.end_time.map(|t| t.map(|t| t.0)),
+        }
+    }
+}
+
+async fn create_campaign(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let app = app_id(&req)?;
+    let body: CampaignBody = parse_body(&req, body, BODY_LIMIT).await?;
+    if body.name.is_none() {
+        return Err(ApiError::pointer("/name", "missing field `name`"));
+    }
+    let campaign = state
+        .engine
+        .catalog
+        .create_campaign(app, body.into(), clock::now())?;
+    Ok(HttpResponse::Created().json(CampaignDto::from(&campaign)))
+}
+
+async fn list_campaigns(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let page = Query::from_request(&req)?.page(1000, 1000)?;
+    let campaigns = state.engine.catalog.campaigns(app_id(&req)?)?;
+    let (data, has_more) = page.cut(campaigns.iter().map(CampaignDto::from).collect());
+    Ok(HttpResponse::Ok().json(HasMore { has_more, data }))
+}
+
+async fn get_campaign(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let campaign = state
+        .engine
+        .catalog
+        .campaign(app_id(&req)?, campaign_id(&req)?)?;
+    Ok(HttpResponse::Ok().json(CampaignDto::from(&campaign)))
+}
+
+async fn update_campaign(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (app, id) = (app_id(&req)?, campaign_id(&req)?);
+    let body: CampaignBody = parse_body(&req, body, BODY_LIMIT).await?;
+    let campaign = state.engine.catalog.update_campaign(app, id, body.into())?;
+    Ok(HttpResponse::Ok().json(CampaignDto::from(&campaign)))
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RecurrenceDto {
+    NoRecurrence,
+    OnExpiration,
+    OnCompletion,
+}
+
+impl From<RecurrenceDto> for RecurrencePolicy {
+    fn from(r: RecurrenceDto) -> Self {
+        match r {
+            RecurrenceDto::NoRecurrence => RecurrencePolicy::NoRecurrence,
+            RecurrenceDto::OnExpiration => RecurrencePolicy::OnExpiration,
+            RecurrenceDto::OnCompletion => RecurrencePolicy::OnCompletion,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum ActivationDto {
+    UserAction,
+    FixedSchedule,
+}
+
+impl From<ActivationDto> for ActivationPolicy {
+    fn from(a: ActivationDto) -> Self {
+        match a {
+            ActivationDto::UserAction => ActivationPolicy::UserAction,
+            ActivationDto::FixedSchedule => ActivationPolicy::FixedSchedule,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateAchievement {
+    name: String,
+    title: String,
+    description: String,
+    target: Num,
+    #[serde(default)]
+    period: Option<String>,
+    #[serde(default)]
+    recurrence_policy: Option<RecurrenceDto>,
+    #[serde(default)]
+    activation_policy: Option<ActivationDto>,
+    #[serde(default)]
+    fixed_start_date: Option<Time>,
+    #[serde(default)]
+    end_date: Option<Time>,
+    #[serde(default)]
+    allow_rollback_after_completion: Option<bool>,
+    #[serde(default)]
+    end_progress_on_target: Option<bool>,
+}
+
+async fn create_achievement(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (app, campaign) = (app_id(&req)?, campaign_id(&req)?);
+    let b: CreateAchievement = parse_body(&req, body, BODY_LIMIT).await?;
+    let draft = AchievementDraft {
+        name: b.name,
+        title: b.title,
+        description: b.description,
+        target: b.target.0,
+        period: b.period,
+        recurrence_policy: b.recurrence_policy.map(Into::into).unwrap_or_default(),
+        activation_policy: b.activation_policy.map(Into::into).unwrap_or_default(),
+        fixed_start_date: b.fixed_start_date.map(|t| t.0),
+        end_date: b.end_date.map(|t| t.0),
+        allow_rollback_after_completion: b.allow_rollback_after_completion.unwrap_or(false),
+        end_progress_on_target: b.end_progress_on_target.unwrap_or(false),
+    };
+    let now = clock::now();
+    let entry = state
+        .engine
+        .catalog
+        .create_achievement(app, campaign, draft, now)?;
+    tracing::info!(application = %app, achievement = %entry.achievement.id, "achievement created");
+    Ok(HttpResponse::Created().json(AchievementDto::new(&entry, now)))
+}
+
+async fn list_achievements(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::from_request(&req)?;
+    let page = query.page(50, 50)?;
+    let title = query.get("title").map(str::to_lowercase);
+    let entries = state
+        .engine
+        .catalog
+        .achievements_of_campaign(app_id(&req)?, campaign_id(&req)?)?;
+    let now = clock::now();
+    let matching: Vec<AchievementDto> = entries
+        .iter()
+        .filter(|e| {
+            title
+                .as_deref()
+                .is_none_or(|t| e.achievement.title.to_lowercase().contains(t))
+        })
+        .map(|e| AchievementDto::new(e, now))
+        .collect();
+    let (data, has_more) = page.cut(matching);
+    Ok(HttpResponse::Ok().json(HasMore { has_more, data }))
+}
+
+fn entry_of(state: &AppState, req: &HttpRequest) -> Result<Arc<AchievementEntry>, ApiError> {
+    Ok(state
+        .engine
+        .catalog
+        .achievement(app_id(req)?, campaign_id(req)?, achievement_id(req)?)?)
+}
+
+async fn get_achievement(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let entry = entry_of(&state, &req)?;
+    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, clock::now())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateAchievement {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    target: Option<Num>,
+    #[serde(default, deserialize_with = "nullable")]
+    period: Option<Option<String>>,
+    #[serde(default)]
+    recurrence_policy: Option<RecurrenceDto>,
+    #[serde(default)]
+    activation_policy: Option<ActivationDto>,
+    #[serde(default, deserialize_with = "nullable")]
+    fixed_start_date: Option<Option<Time>>,
+    #[serde(default, deserialize_with = "nullable")]
+    end_date: Option<Option<Time>>,
+    #[serde(default)]
+    allow_rollback_after_completion: Option<bool>,
+    #[serde(default)]
+    end_progress_on_target: Option<bool>,
+}
+
+async fn update_achievement(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (app, campaign, id) = (app_id(&req)?, campaign_id(&req)?, achievement_id(&req)?);
+    let b: UpdateAchievement = parse_body(&req, body, BODY_LIMIT).await?;
+    let patch = AchievementPatch {
+        name: b.name,
+        title: b.title,
+        description: b.description,
+        target: b.target.map(|n| n.0),
+        period: b.period,
+        recurrence_policy: b.recurrence_policy.map(Into::into),
+        activation_policy: b.activation_policy.map(Into::into),
+        fixed_start_date: b.fixed_start_date.map(|t| t.map(|t| t.0)),
+        end_date: b.end_date.map(|t| t.map(|t| t.0)),
+        allow_rollback_after_completion: b.allow_rollback_after_completion,
+        end_progress_on_target: b.end_progress_on_target,
+    };
+    let now = clock::now();
+    let entry = state
+        .engine
+        .catalog
+        .update_achievement(app, campaign, id, &patch, now)?;
+    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, now)))
+}
+
+async fn delete_achievement(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (app, campaign, id) = (app_id(&req)?, campaign_id(&req)?, achievement_id(&req)?);
+    let entry = state.engine.catalog.delete_achievement(app, campaign, id)?;
+    let removed = state.engine.delete_achievement(entry).await?;
+    tracing::info!(application = %app, achievement = %id, pairs = removed, "achievement deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn export_achievement(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let entry = entry_of(&state, &req)?;
+    let stream = super::export::csv_stream(state.engine.clone(), entry).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"achievement_progress.csv\"",
+        ))
+        .streaming(stream))
+}
+
+async fn customer_progress(
+    _: Management,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let app = app_id(&req)?;
+    state.engine.catalog.application(app)?;
+    let customer = CustomerId::parse(
+        req.match_info().get("integrationId").unwrap_or(""),
+        "integrationId",
+    )
+    .map_err(|e| ApiError::parameter("integrationId", e.message))?;
+    let query = Query::from_request(&req)?;
+    let page = query.page(50, 50)?;
+    let only = query.number("achievementId", 0, 0, u64::MAX)?;
+    let title = query.get("title").map(str::to_lowercase);
+    let entries: Vec<_> = state
+        .engine
+        .catalog
+        .achievements_of_app(app)
+        .into_iter()
+        .filter(|e| only == 0 || e.achievement.id.0 == only)
+        .filter(|e| {
+            title
+                .as_deref()
+                .is_none_or(|t| e.achievement.title.to_lowercase().contains(t))
+        })
+        .collect();
+    let progress = state
+        .engine
+        .customer_progress(app, &customer, &entries)
+        .await?;
+    let rows: Vec<_> = entries
+        .iter()
+        .zip(&progress)
+        .map(|(e, iterations)| ProgressWithDefinitionDto::new(e, iterations.first()))
+        .collect();
+    let (data, has_more) = page.cut(rows);
+    Ok(HttpResponse::Ok().json(HasMore { has_more, data }))
+}
