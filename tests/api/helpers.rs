@@ -1,0 +1,216 @@
+//! `spawn_app` and small clients for the tests.
+
+use std::time::Duration;
+
+use achievements_engine::config::Settings;
+use achievements_engine::http::server::{start, Running};
+use awc::Client;
+use serde_json::{json, Value};
+
+/// A server running in this test's actix system.
+pub struct TestApp {
+    pub base: String,
+    pub management_key: String,
+    pub client: Client,
+    pub running_engine: achievements_engine::engine::Engine,
+    _dir: tempfile::TempDir,
+}
+
+/// An HTTP answer: status, headers we care about and the body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+pub fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        data_dir: dir.to_path_buf(),
+        management_key: Some("test-management-key".into()),
+        snapshot_interval: 0,
+        workers: Some(2),
+    }
+}
+
+/// Starts a server on port 0 with a fresh data directory.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Running {
+        addr,
+        server,
+        engine,
+        management_key,
+    } = start(&settings(dir.path())).expect("server starts");
+    actix_rt::spawn(server);
+    let client = Client::builder().timeout(Duration::from_secs(30)).finish();
+    TestApp {
+        base: format!("http://{addr}"),
+        management_key,
+        client,
+        running_engine: engine,
+        _dir: dir,
+    }
+}
+
+pub enum Auth<'a> {
+    None,
+    Management,
+    Integration(&'a str),
+    Raw(&'a str),
+}
+
+impl TestApp {
+    /// Sends a request with a raw body (or none).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<&str>,
+    ) -> Answer {
+        let url = format!("{}{}", self.base, path);
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, url);
+        req = match auth {
+            Auth::None => req,
+            Auth::Management => req.insert_header((
+                "Authorization",
+                format!("ManagementKey-v1 {}", self.management_key),
+            )),
+            Auth::Integration(key) => {
+                req.insert_header(("Authorization", format!("ApiKey-v1 {key}")))
+            }
+            Auth::Raw(value) => req.insert_header(("Authorization", value.to_string())),
+        };
+        let mut res = match body {
+            Some(b) => req
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(b.to_string())
+                .await
+                .expect("request sent"),
+            None => req.send().await.expect("request sent"),
+        };
+        let bytes = res
+            .body()
+            .limit(256 * 1024 * 1024)
+            .await
+            .expect("body read");
+        Answer {
+            status: res.status().as_u16(),
+            content_type: res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            retry_after: res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            text: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
+    pub async fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let text = body.map(|b| b.to_string());
+        self.raw(method, path, Auth::Management, text.as_deref())
+            .await
+    }
+
+    pub async fn integ(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let text = body.map(|b| b.to_string());
+        self.raw(method, path, Auth::Integration(key), text.as_deref())
+            .await
+    }
+
+    /// Creates an application (with a zone) and an integration key for it.
+    pub async fn application(&self, timezone: &str) -> (u64, String) {
+        let a = self
+            .mgmt(
+                "POST",
+                "/v1/applications",
+                Some(json!({"name": "shop", "timezone": timezone})),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        let app = a.json()["id"].as_u64().expect("application id");
+        let k = self
+            .mgmt(
+                "POST",
+                &format!("/v1/applications/{app}/api_keys"),
+                Some(json!({"name": "k"})),
+            )
+            .await;
+        assert_eq!(k.status, 201, "{}", k.text);
+        (app, k.json()["key"].as_str().expect("key").to_string())
+    }
+
+    /// Creates a campaign (enabled, unbounded unless `extra` says otherwise).
+    pub async fn campaign(&self, app: u64, extra: Value) -> u64 {
+        let mut body = json!({"name": "campaign"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let c = self
+            .mgmt(
+                "POST",
+                &format!("/v1/applications/{app}/campaigns"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(c.status, 201, "{}", c.text);
+        c.json()["id"].as_u64().expect("campaign id")
+    }
+
+    /// Creates an achievement from `fields` (name, title, description and
+    /// target default to something valid).
+    pub async fn achievement(&self, app: u64, campaign: u64, fields: Value) -> Value {
+        let mut body =
+            json!({"name": "ach", "title": "Achievement", "description": "", "target": 5});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), fields.as_object()) {
+            b.extend(e.clone());
+        }
+        let a = self
+            .mgmt(
+                "POST",
+                &format!("/v1/applications/{app}/campaigns/{campaign}/achievements"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        a.json()
+    }
+
+    /// Sends one progress event.
+    pub async fn event(&self, key: &str, body: Value) -> Answer {
+        self.integ(key, "POST", "/v1/progress_events", Some(body))
+            .await
+    }
+}
+
+/// Asserts Talon.One's error shape with the given status and pointer.
+pub fn assert_error(a: &Answer, status: u16, pointer: Option<&str>) {
+    assert_eq!(a.status, status, "{}", a.text);
+    let v = a.json();
+    assert!(v["message"].is_string(), "{}", a.text);
+    assert_eq!(v["StatusCode"], status, "{}", a.text);
+    let errors = v["errors"].as_array().expect("errors array");
+    assert!(!errors.is_empty(), "{}", a.text);
+    if let Some(p) = pointer {
+        assert!(
+            errors.iter().any(|e| e["source"]["pointer"] == p),
+            "no error points at {p}: {}",
+            a.text
+        );
+    }
+}

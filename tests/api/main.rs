@@ -1,0 +1,7 @@
+//! Integration tests through real HTTP: each test starts the server on port 0
+//! with a temporary data directory (`helpers::spawn_app`).
+
+mod helpers;
+
+mod events;
+mod management;
