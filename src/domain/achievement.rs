@@ -345,8 +345,7 @@ impl AchievementRules {
 
     /// Whether progress at `t` is inside the achievement's schedule.
     pub fn accepts_progress_at(&self, tz: Tz, t: DateTime<Utc>) -> bool {
-        !self.fixed_start_date.is_some_and(|s| t < s)
-            && !self.effective_end(tz).is_some_and(|e| t >= e)
+        self.fixed_start_date.is_none_or(|s| t >= s) && self.effective_end(tz).is_none_or(|e| t < e)
     }
 
     /// The bounds of a new iteration that opens with progress at `t`: from `t`

@@ -9,16 +9,17 @@
 //! - `s m h` are elapsed time; `D W` are local calendar days (wall-clock time is
 //!   kept across DST); `M Y` are calendar months/years with end-of-month clamping.
 //! - A fractional `D`/`W` amount is whole calendar days plus that fraction of
-//!   the following local calendar day (`1.5D` = one calendar day + 12 h, or
-//!   + 11.5 h / 12.5 h when that following day is 23 / 25 hours long). Scaling
+//!   the following local calendar day (`1.5D` = one calendar day and 12 h, or
+//!   11.5 h / 12.5 h when that following day is 23 / 25 hours long). Scaling
 //!   the fraction by the real length of the day keeps boundaries increasing, so
 //!   fixed windows tile time even for tiny fractions across DST changes.
 //! - An amount must be a whole number of nanoseconds (`0.0000000001s` is
 //!   refused): otherwise a period could round to zero length.
 //! - Local times inside a spring-forward gap move forward past the gap; ambiguous
 //!   local times (fall-back) take the earlier instant.
-//! - Every period is a half-open interval `[start, end)`. `_U` ends are the first
-//!   instant of the next day / ISO week / month / year, reported as `end − 1 s`.
+//! - Every period is a half-open interval `[start, end)`. `_U` moves the end up
+//!   to the first instant of the next day / ISO week / month / year (an end
+//!   already on such a boundary stays), reported as `end − 1 s`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -400,15 +401,28 @@ impl Period {
                 date.and_time(NaiveTime::MIN),
             )?)),
             Rounding::Up => {
-                let next = match self.unit {
-                    Unit::Day => date.succ_opt()?,
-                    Unit::Week => {
-                        let days_to_monday = 7 - i64::from(date.weekday().num_days_from_monday());
-                        date.checked_add_signed(Duration::days(days_to_monday))?
+                // The first day of the day / ISO week / month / year that
+                // contains the raw end.
+                let unit_start = match self.unit {
+                    Unit::Day => date,
+                    Unit::Week => date.checked_sub_signed(Duration::days(i64::from(
+                        date.weekday().num_days_from_monday(),
+                    )))?,
+                    Unit::Month => NaiveDate::from_ymd_opt(date.year(), date.month(), 1)?,
+                    _ => NaiveDate::from_ymd_opt(date.year(), 1, 1)?,
+                };
+                // Ceiling: an end already on a boundary stays there (so a
+                // `1M_U` schedule anchored on the 1st at 00:00 is calendar
+                // months); otherwise it moves up to the next boundary.
+                let next = if local == unit_start.and_time(NaiveTime::MIN) {
+                    unit_start
+                } else {
+                    match self.unit {
+                        Unit::Day => unit_start.succ_opt()?,
+                        Unit::Week => unit_start.checked_add_signed(Duration::days(7))?,
+                        Unit::Month => unit_start.checked_add_months(Months::new(1))?,
+                        _ => NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)?,
                     }
-                    Unit::Month => NaiveDate::from_ymd_opt(date.year(), date.month(), 1)?
-                        .checked_add_months(Months::new(1))?,
-                    _ => NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)?,
                 };
                 let end = resolve_local(tz, next.and_time(NaiveTime::MIN))?;
                 Some(PeriodEnd {

@@ -168,7 +168,9 @@ impl Handler<PairOp> for Shard {
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
         let result = self.run_inline(&op);
         if matches!(result, Err(EngineError::Internal(_))) {
-            self.deactivate(&op.key).map(|a| a.do_send(Passivate));
+            if let Some(actor) = self.deactivate(&op.key) {
+                actor.do_send(Passivate);
+            }
         } else if self.pairs.contains_key(&op.key) {
             self.activate(&op.key, ctx);
         }

@@ -1,1 +1,232 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use chrono::Utc;
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::domain::{AchievementDraft, Outcome, RecurrencePolicy};
+use crate::engine::catalog::CampaignPatch;
+
+fn engine(config: EngineConfig) -> (Engine, Arc<AchievementEntry>) {
+    let engine = Engine::start(config, Catalog::default());
+    let now = Utc::now();
+    let app = engine
+        .catalog
+        .create_application("a".into(), chrono_tz::UTC, String::new(), now)
+        .expect("application");
+    let campaign = engine
+        .catalog
+        .create_campaign(
+            app.id,
+            CampaignPatch {
+                name: Some("c".into()),
+                ..CampaignPatch::default()
+            },
+            now,
+        )
+        .expect("campaign");
+    let entry = engine
+        .catalog
+        .create_achievement(
+            app.id,
+            campaign.id,
+            AchievementDraft {
+                name: "coffee".into(),
+                title: "Coffee".into(),
+                target: Decimal::from(1_000_000),
+                period: Some("1D".into()),
+                recurrence_policy: RecurrencePolicy::OnExpiration,
+                ..AchievementDraft::default()
+            },
+            now,
+        )
+        .expect("achievement");
+    (engine, entry)
+}
+
+fn input(entry: &Arc<AchievementEntry>, customer: &str, id: Option<&str>) -> EventInput {
+    EventInput {
+        customer: CustomerId::parse(customer, "/integrationId").expect("valid id"),
+        entry: entry.clone(),
+        increase: Increase {
+            delta: Decimal::ONE,
+            at: None,
+            event_id: id.map(|i| EventId::parse(i, "/eventId").expect("valid id")),
+        },
+    }
+}
+
+async fn progress(engine: &Engine, entry: &Arc<AchievementEntry>, customer: &str) -> Decimal {
+    let customer = CustomerId::parse(customer, "/integrationId").expect("valid id");
+    let rows = engine
+        .customer_progress(entry.application_id, &customer, std::slice::from_ref(entry))
+        .await
+        .expect("read");
+    rows[0].first().map_or(Decimal::ZERO, |i| i.progress)
+}
+
+#[actix_rt::test]
+async fn single_events_activate_an_actor_that_later_passivates() {
+    let (engine, entry) = engine(EngineConfig {
+        shards: 2,
+        idle_after: Duration::from_millis(200),
+        ..EngineConfig::default()
+    });
+    for i in 0..5 {
+        let r = engine
+            .increase(input(&entry, "c1", Some(&format!("e{i}"))))
+            .await;
+        assert_eq!(r.expect("applied").outcome, Outcome::Applied);
+    }
+    assert_eq!(engine.stats().actors.load(Ordering::Relaxed), 1);
+    assert_eq!(engine.shared.routes.len(), 1);
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(engine.stats().actors.load(Ordering::Relaxed), 0);
+    assert!(engine.stats().passivations.load(Ordering::Relaxed) >= 1);
+    assert!(engine.shared.routes.is_empty());
+    // The passive pair kept its state and can be reactivated.
+    assert_eq!(progress(&engine, &entry, "c1").await, Decimal::from(5));
+    let again = engine
+        .increase(input(&entry, "c1", Some("e0")))
+        .await
+        .expect("answer");
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    engine
+        .increase(input(&entry, "c1", None))
+        .await
+        .expect("applied");
+    assert_eq!(progress(&engine, &entry, "c1").await, Decimal::from(6));
+}
+
+#[actix_rt::test]
+async fn a_panicking_pair_is_restarted_from_its_last_state() {
+    let (engine, entry) = engine(EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    });
+    engine
+        .increase(input(&entry, "c1", None))
+        .await
+        .expect("applied");
+    engine
+        .increase(input(&entry, "c1", None))
+        .await
+        .expect("applied");
+    assert_eq!(engine.stats().actors.load(Ordering::Relaxed), 1);
+    let key = PairKey {
+        achievement: entry.achievement.id,
+        customer: CustomerId::parse("c1", "/integrationId").expect("valid id"),
+    };
+    let boom = engine
+        .run(PairOp {
+            key,
+            entry: entry.clone(),
+            kind: OpKind::Panic,
+        })
+        .await;
+    assert!(matches!(boom, Err(EngineError::Internal(_))));
+    assert_eq!(engine.stats().panics.load(Ordering::Relaxed), 1);
+    // Other pairs and the same pair keep being served, from the last state.
+    engine
+        .increase(input(&entry, "c2", None))
+        .await
+        .expect("applied");
+    let r = engine
+        .increase(input(&entry, "c1", None))
+        .await
+        .expect("applied");
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(progress(&engine, &entry, "c1").await, Decimal::from(3));
+}
+
+#[actix_rt::test]
+async fn a_full_shard_answers_overloaded_and_loses_nothing_accepted() {
+    let (engine, entry) = engine(EngineConfig {
+        shards: 1,
+        queue_capacity: 4,
+        ..EngineConfig::default()
+    });
+    let sends = (0..200).map(|i| {
+        let engine = engine.clone();
+        let entry = entry.clone();
+        async move {
+            engine
+                .increase(input(&entry, &format!("c{}", i % 3), None))
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let applied = results.iter().filter(|r| r.is_ok()).count();
+    let overloaded = results
+        .iter()
+        .filter(|r| matches!(r, Err(EngineError::Overloaded)))
+        .count();
+    assert_eq!(applied + overloaded, 200);
+    assert!(
+        overloaded > 0,
+        "a queue of 4 must overflow with 200 senders"
+    );
+    let mut total = Decimal::ZERO;
+    for c in 0..3 {
+        total += progress(&engine, &entry, &format!("c{c}")).await;
+    }
+    assert_eq!(total, Decimal::from(applied as u64));
+}
+
+#[actix_rt::test]
+async fn batches_keep_per_customer_order_and_results_in_input_order() {
+    let (engine, entry) = engine(EngineConfig {
+        shards: 2,
+        ..EngineConfig::default()
+    });
+    let inputs: Vec<_> = (0..100)
+        .map(|i| input(&entry, &format!("c{}", i % 7), Some(&format!("e{i}"))))
+        .collect();
+    let results = engine.increase_batch(inputs).await.expect("batch");
+    let mut seen = [0i64; 7];
+    for (i, r) in results.iter().enumerate() {
+        let r = r.as_ref().expect("no error");
+        assert_eq!(r.outcome, Outcome::Applied, "event {i}");
+        // The increase effect's value counts this customer's events so far.
+        seen[i % 7] += 1;
+        let value = r.effects.iter().find_map(|e| match e {
+            crate::domain::Effect::Increase { value, .. } => Some(*value),
+            _ => None,
+        });
+        assert_eq!(value, Some(Decimal::from(seen[i % 7])), "event {i}");
+    }
+    let retries: Vec<_> = (0..30)
+        .map(|i| input(&entry, &format!("c{}", i % 7), Some(&format!("e{i}"))))
+        .collect();
+    let again = engine.increase_batch(retries).await.expect("batch");
+    assert!(again
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.outcome == Outcome::Duplicate)));
+    let mut total = Decimal::ZERO;
+    for c in 0..7 {
+        total += progress(&engine, &entry, &format!("c{c}")).await;
+    }
+    assert_eq!(total, Decimal::from(100));
+}
+
+#[actix_rt::test]
+async fn deleting_an_achievement_removes_its_pairs() {
+    let (engine, entry) = engine(EngineConfig {
+        shards: 2,
+        ..EngineConfig::default()
+    });
+    for c in 0..10 {
+        engine
+            .increase(input(&entry, &format!("c{c}"), None))
+            .await
+            .expect("applied");
+    }
+    assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 10);
+    let removed = engine
+        .delete_achievement(entry.clone())
+        .await
+        .expect("deleted");
+    assert_eq!(removed, 10);
+    assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 0);
+}

@@ -37,9 +37,9 @@ fn rows(out: &mut String, entry: &AchievementEntry, customer: &CustomerId, its: 
         cell(out, customer.as_str());
         out.push(',');
         cell(out, &entry.achievement.title);
-        let _ = write!(
+        let _ = writeln!(
             out,
-            ",{},{},{},{},{},{}\n",
+            ",{},{},{},{},{},{}",
             target,
             i.progress.normalize(),
             i.status.as_str(),

@@ -898,3 +898,28 @@ fn tiny_day_fractions_tile_across_a_spring_forward_gap() {
     let w100 = period.window(anchor, Berlin, 100).expect("window 100");
     assert_eq!(w100.start - anchor, Duration::hours(23));
 }
+
+#[test]
+fn round_up_keeps_an_end_that_is_already_on_a_boundary() {
+    let tz = chrono_tz::UTC;
+    let day: Period = "1D_U".parse().unwrap();
+    let end = day.end_from(utc("2023-10-10 00:00:00"), tz).unwrap();
+    assert_eq!(end.end, utc("2023-10-11 00:00:00"));
+    assert_eq!(end.reported, utc("2023-10-10 23:59:59"));
+    let later = day.end_from(utc("2023-10-10 00:00:01"), tz).unwrap();
+    assert_eq!(later.end, utc("2023-10-12 00:00:00"));
+    let month: Period = "1M_U".parse().unwrap();
+    let anchor = utc("2023-10-01 00:00:00");
+    let windows: Vec<_> = (0..3)
+        .map(|k| month.window(anchor, tz, k).unwrap())
+        .map(|w| (w.start, w.end.end))
+        .collect();
+    assert_eq!(
+        windows,
+        vec![
+            (utc("2023-10-01 00:00:00"), utc("2023-11-01 00:00:00")),
+            (utc("2023-11-01 00:00:00"), utc("2023-12-01 00:00:00")),
+            (utc("2023-12-01 00:00:00"), utc("2024-01-01 00:00:00")),
+        ]
+    );
+}
