@@ -27,6 +27,15 @@ pub struct Settings {
     #[arg(long, env = "ACHV_SNAPSHOT_INTERVAL", default_value_t = 60)]
     pub snapshot_interval: u64,
 
+    /// How many snapshots to keep on disk (older ones are deleted).
+    #[arg(long, env = "ACHV_SNAPSHOT_KEEP", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub snapshot_keep: u32,
+
+    /// Events admitted in flight per shard; beyond it writes get 429 with
+    /// Retry-After.
+    #[arg(long, env = "ACHV_QUEUE_CAPACITY", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub queue_capacity: u32,
+
     /// HTTP workers and actor arbiters (default: number of CPUs).
     #[arg(long, env = "ACHV_WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub workers: Option<u16>,

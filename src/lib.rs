@@ -13,3 +13,4 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod persist;

@@ -222,6 +222,11 @@ impl PairTracker {
             .map(move |i| i.at(now))
     }
 
+    /// The pair number this tracker's ids derive from.
+    pub fn pair_number(&self) -> u64 {
+        self.tracker_base >> TRACKER_SEQ_BITS
+    }
+
     /// Whether the customer ever made progress here.
     pub fn has_progress(&self) -> bool {
         self.current.is_some()

@@ -124,6 +124,18 @@ impl AchievementEntry {
     }
 }
 
+/// One change of the catalog: what the write-ahead log records and what
+/// `Catalog::apply` performs. Each carries the entity as it is after the
+/// change, so replaying a record is an upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogRecord {
+    PutApplication(Application),
+    PutApiKey { hash: [u8; 32], info: ApiKeyInfo },
+    PutCampaign(Campaign),
+    PutAchievement(Achievement),
+    DeleteAchievement(AchievementId),
+}
+
 /// The whole catalog state, for snapshots.
 #[derive(Debug, Default, Clone)]
 pub struct CatalogState {
@@ -176,9 +188,51 @@ impl Clone for AchievementEntry {
 }
 
 impl CatalogState {
-    fn next(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
+    fn peek_next(&self) -> u64 {
+        self.next_id + 1
+    }
+
+    fn bump(&mut self, id: u64) {
+        self.next_id = self.next_id.max(id);
+    }
+
+    /// Performs a change (validated when it was planned).
+    pub fn apply(&mut self, record: &CatalogRecord) {
+        match record {
+            CatalogRecord::PutApplication(app) => {
+                self.bump(app.id.0);
+                self.applications.insert(app.id, app.clone());
+            }
+            CatalogRecord::PutApiKey { hash, info } => {
+                self.bump(info.id);
+                self.api_keys.insert(*hash, info.clone());
+            }
+            CatalogRecord::PutCampaign(campaign) => {
+                self.bump(campaign.id.0);
+                self.campaigns.insert(campaign.id, campaign.clone());
+                self.refresh_campaign(campaign);
+            }
+            CatalogRecord::PutAchievement(achievement) => {
+                self.bump(achievement.id.0);
+                match self.achievements.get(&achievement.id).cloned() {
+                    Some(entry) => {
+                        let next = AchievementEntry {
+                            achievement: achievement.clone(),
+                            ..AchievementEntry::clone(&entry)
+                        };
+                        self.achievements.insert(achievement.id, Arc::new(next));
+                    }
+                    None => self.insert_achievement(achievement.clone(), false),
+                }
+            }
+            CatalogRecord::DeleteAchievement(id) => {
+                if let Some(entry) = self.achievements.remove(id) {
+                    self.names
+                        .remove(&(entry.application_id, entry.achievement.name.clone()));
+                    entry.deleted.store(true, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     fn app(&self, id: ApplicationId) -> Result<&Application, EngineError> {
@@ -255,19 +309,24 @@ impl Catalog {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Replaces the whole state (restore).
+    pub fn replace(&self, state: CatalogState) {
+        *self.write() = state;
+    }
+
     pub fn from_state(state: CatalogState) -> Catalog {
         Catalog {
             state: RwLock::new(state),
         }
     }
 
-    pub fn create_application(
+    pub fn plan_create_application(
         &self,
         name: String,
         timezone: Tz,
         description: String,
         now: DateTime<Utc>,
-    ) -> Result<Application, EngineError> {
+    ) -> Result<CatalogRecord, EngineError> {
         let mut errors = Vec::new();
         check_name(&mut errors, "/name", &name);
         if description.chars().count() > 10_000 {
@@ -279,16 +338,13 @@ impl Catalog {
         if !errors.is_empty() {
             return Err(EngineError::Invalid(errors));
         }
-        let mut s = self.write();
-        let app = Application {
-            id: ApplicationId(s.next()),
+        Ok(CatalogRecord::PutApplication(Application {
+            id: ApplicationId(self.read().peek_next()),
             created: now,
             name,
             timezone,
             description,
-        };
-        s.applications.insert(app.id, app.clone());
-        Ok(app)
+        }))
     }
 
     pub fn application(&self, id: ApplicationId) -> Result<Application, EngineError> {
@@ -299,30 +355,30 @@ impl Catalog {
         self.read().applications.values().cloned().collect()
     }
 
-    /// Creates an integration key; returns its public part and the secret.
-    pub fn create_api_key(
+    /// Plans a new integration key; returns the change and the secret.
+    pub fn plan_create_api_key(
         &self,
         app: ApplicationId,
         name: String,
         now: DateTime<Utc>,
-    ) -> Result<(ApiKeyInfo, String), EngineError> {
+    ) -> Result<(CatalogRecord, String), EngineError> {
         if name.chars().count() > MAX_TEXT_LEN {
             return Err(EngineError::Invalid(vec![FieldError::new(
                 "/name",
                 format!("must be at most {MAX_TEXT_LEN} characters"),
             )]));
         }
-        let mut s = self.write();
+        let s = self.read();
         s.app(app)?;
         let secret = super::keys::generate_secret();
         let info = ApiKeyInfo {
-            id: s.next(),
+            id: s.peek_next(),
             application_id: app,
             name,
             created: now,
         };
-        s.api_keys.insert(hash_key(&secret), info.clone());
-        Ok((info, secret))
+        let hash = hash_key(&secret);
+        Ok((CatalogRecord::PutApiKey { hash, info }, secret))
     }
 
     /// The application an integration key belongs to.
@@ -333,19 +389,19 @@ impl Catalog {
             .map(|k| k.application_id)
     }
 
-    pub fn create_campaign(
+    pub fn plan_create_campaign(
         &self,
         app: ApplicationId,
         patch: CampaignPatch,
         now: DateTime<Utc>,
-    ) -> Result<Campaign, EngineError> {
-        let mut s = self.write();
+    ) -> Result<CatalogRecord, EngineError> {
+        let s = self.read();
         s.app(app)?;
         let mut errors = Vec::new();
         let name = patch.name.clone().unwrap_or_default();
         check_name(&mut errors, "/name", &name);
         let campaign = Campaign {
-            id: CampaignId(0),
+            id: CampaignId(s.peek_next()),
             application_id: app,
             created: now,
             name,
@@ -357,12 +413,7 @@ impl Catalog {
         if !errors.is_empty() {
             return Err(EngineError::Invalid(errors));
         }
-        let campaign = Campaign {
-            id: CampaignId(s.next()),
-            ..campaign
-        };
-        s.campaigns.insert(campaign.id, campaign.clone());
-        Ok(campaign)
+        Ok(CatalogRecord::PutCampaign(campaign))
     }
 
     pub fn campaign(&self, app: ApplicationId, id: CampaignId) -> Result<Campaign, EngineError> {
@@ -379,14 +430,13 @@ impl Catalog {
             .collect())
     }
 
-    pub fn update_campaign(
+    pub fn plan_update_campaign(
         &self,
         app: ApplicationId,
         id: CampaignId,
         patch: CampaignPatch,
-    ) -> Result<Campaign, EngineError> {
-        let mut s = self.write();
-        let mut next = s.campaign(app, id)?.clone();
+    ) -> Result<CatalogRecord, EngineError> {
+        let mut next = self.read().campaign(app, id)?.clone();
         let mut errors = Vec::new();
         if let Some(name) = patch.name {
             check_name(&mut errors, "/name", &name);
@@ -405,20 +455,18 @@ impl Catalog {
         if !errors.is_empty() {
             return Err(EngineError::Invalid(errors));
         }
-        s.campaigns.insert(id, next.clone());
-        s.refresh_campaign(&next);
-        Ok(next)
+        Ok(CatalogRecord::PutCampaign(next))
     }
 
-    pub fn create_achievement(
+    pub fn plan_create_achievement(
         &self,
         app: ApplicationId,
         campaign: CampaignId,
         draft: AchievementDraft,
         now: DateTime<Utc>,
-    ) -> Result<Arc<AchievementEntry>, EngineError> {
+    ) -> Result<CatalogRecord, EngineError> {
         let rules = draft.validate().map_err(EngineError::Invalid)?;
-        let mut s = self.write();
+        let s = self.read();
         s.campaign(app, campaign)?;
         if s.names.contains_key(&(app, draft.name.clone())) {
             return Err(EngineError::Conflict {
@@ -429,21 +477,15 @@ impl Catalog {
                 ),
             });
         }
-        let achievement = Achievement {
-            id: AchievementId(s.next()),
+        Ok(CatalogRecord::PutAchievement(Achievement {
+            id: AchievementId(s.peek_next()),
             campaign_id: campaign,
             created: now,
             name: draft.name,
             title: draft.title,
             description: draft.description,
             rules,
-        };
-        let id = achievement.id;
-        s.insert_achievement(achievement, false);
-        s.achievements
-            .get(&id)
-            .cloned()
-            .ok_or(EngineError::Internal("achievement vanished after insert"))
+        }))
     }
 
     pub fn achievement(
@@ -502,7 +544,24 @@ impl Catalog {
             .collect()
     }
 
-    /// Applies the editing rule (SPEC §1) and stores the new definition.
+    /// Applies the editing rule (SPEC §1) to plan a new definition.
+    pub fn plan_update_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+        patch: &AchievementPatch,
+        now: DateTime<Utc>,
+    ) -> Result<CatalogRecord, EngineError> {
+        let entry = self.read().entry(app, campaign, id)?.clone();
+        let locked = entry.campaign.running_at(now) || entry.has_progress();
+        let achievement = entry
+            .achievement
+            .patched(patch, locked)
+            .map_err(EngineError::Invalid)?;
+        Ok(CatalogRecord::PutAchievement(achievement))
+    }
+
     pub fn update_achievement(
         &self,
         app: ApplicationId,
@@ -526,7 +585,23 @@ impl Catalog {
         Ok(next)
     }
 
-    /// Removes a definition; the caller removes its customers' progress.
+    /// Plans the removal of a definition; returns its entry too (the caller
+    /// removes its customers' progress).
+    pub fn plan_delete_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+    ) -> Result<(CatalogRecord, Arc<AchievementEntry>), EngineError> {
+        let entry = self.read().entry(app, campaign, id)?.clone();
+        Ok((CatalogRecord::DeleteAchievement(id), entry))
+    }
+
+    /// Performs a planned change.
+    pub fn apply(&self, record: &CatalogRecord) {
+        self.write().apply(record);
+    }
+
     pub fn delete_achievement(
         &self,
         app: ApplicationId,

@@ -25,16 +25,30 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 pub use catalog::{AchievementEntry, Catalog};
+use catalog::{ApiKeyInfo, Application, Campaign, CampaignPatch, CatalogRecord};
 pub use error::EngineError;
 use pair::{OpKind, PairActor, PairKey, PairOp};
 use shard::{DropAchievement, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard};
 
-use crate::domain::{ApplicationId, CustomerId, EventId, EventResult, Increase, Iteration, Limits};
+use crate::clock;
+use crate::domain::{
+    AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId, CustomerId,
+    EventId, EventResult, Increase, Iteration, Limits,
+};
+use crate::persist::codec;
+use crate::persist::wal::Wal;
+
+/// Shards (and write-ahead logs) of a data directory; fixed, so that the
+/// worker count can change between runs without moving pairs between logs.
+pub const DEFAULT_SHARDS: usize = 8;
 
 /// Engine tunables.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Shards, each with its own log; they are spread over the arbiters.
     pub shards: usize,
+    /// Actix arbiters (threads) that run the shards and pair actors.
+    pub arbiters: usize,
     pub limits: Limits,
     /// Events admitted in flight per shard before callers get 429.
     pub queue_capacity: usize,
@@ -45,7 +59,8 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shards: DEFAULT_SHARDS,
+            arbiters: std::thread::available_parallelism().map_or(1, |n| n.get()),
             limits: Limits::default(),
             queue_capacity: 65_536,
             idle_after: Duration::from_secs(30),
@@ -104,6 +119,16 @@ impl Shared {
     pub fn next_pair_number(&self) -> u64 {
         self.pair_numbers.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    /// The highest pair number handed out.
+    pub fn pair_numbers(&self) -> u64 {
+        self.pair_numbers.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure new pair numbers come after `n` (after a restore).
+    pub fn raise_pair_numbers(&self, n: u64) {
+        self.pair_numbers.fetch_max(n, Ordering::Relaxed);
+    }
 }
 
 /// Holds a shard's admission slots until the work is done.
@@ -133,6 +158,9 @@ pub struct Engine {
     shards: Arc<Vec<Addr<Shard>>>,
     shared: Arc<Shared>,
     ready: Arc<AtomicBool>,
+    /// Serialises catalog changes; holds the next catalog log position.
+    catalog_writer: Arc<tokio::sync::Mutex<u64>>,
+    catalog_wal: Arc<std::sync::RwLock<Option<Wal>>>,
 }
 
 impl Engine {
@@ -148,10 +176,13 @@ impl Engine {
             inflight: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             pair_numbers: AtomicU64::new(0),
         });
+        let arbiters: Vec<_> = (0..config.arbiters.clamp(1, n))
+            .map(|_| Arbiter::new())
+            .collect();
         let shards = (0..n)
             .map(|i| {
                 let shared = shared.clone();
-                let arbiter = Arbiter::new();
+                let arbiter = &arbiters[i % arbiters.len()];
                 Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(i, shared))
             })
             .collect();
@@ -160,7 +191,184 @@ impl Engine {
             shards: Arc::new(shards),
             shared,
             ready: Arc::new(AtomicBool::new(true)),
+            catalog_writer: Arc::new(tokio::sync::Mutex::new(1)),
+            catalog_wal: Arc::new(std::sync::RwLock::new(None)),
         }
+    }
+
+    /// The shards' addresses, by index.
+    pub fn shard_addrs(&self) -> &[Addr<Shard>] {
+        &self.shards
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The shard that holds a customer's pairs.
+    pub fn shard_for(&self, app: ApplicationId, customer: &CustomerId) -> usize {
+        self.shard_of(app, customer)
+    }
+
+    /// Starts logging catalog changes from `next_lsn` on.
+    pub async fn attach_catalog_log(&self, wal: Wal, next_lsn: u64) {
+        let mut writer = self.catalog_writer.lock().await;
+        *writer = next_lsn;
+        *self.catalog_wal.write().unwrap_or_else(|e| e.into_inner()) = Some(wal);
+    }
+
+    /// The catalog as of a log position: everything below it is included.
+    pub fn catalog_at_position(&self) -> (crate::persist::model::CatalogV1, u64) {
+        let writer = self.catalog_writer.blocking_lock();
+        let state = crate::persist::model::CatalogV1::from(&*self.catalog.read());
+        (state, *writer)
+    }
+
+    /// Makes a planned catalog change durable, then performs it. Changes are
+    /// serialised, so what was validated when planning still holds.
+    async fn commit<R>(
+        &self,
+        plan: impl FnOnce(&Catalog) -> Result<(CatalogRecord, R), EngineError>,
+    ) -> Result<R, EngineError> {
+        let mut next_lsn = self.catalog_writer.lock().await;
+        let (record, out) = plan(&self.catalog)?;
+        let wal = self
+            .catalog_wal
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(wal) = wal {
+            let bytes = codec::encode(&crate::persist::model::CatalogRecordV1::from(&record))
+                .map_err(|_| EngineError::Internal("cannot encode a catalog record"))?;
+            let durable = wal.append(vec![(*next_lsn, bytes)]).map_err(|e| {
+                tracing::error!(error = %e, "cannot queue a catalog record");
+                EngineError::Unavailable("the write-ahead log cannot take writes now")
+            })?;
+            pair::after_durable(Some(durable), ()).await?;
+            *next_lsn += 1;
+        }
+        self.catalog.apply(&record);
+        Ok(out)
+    }
+
+    pub async fn create_application(
+        &self,
+        name: String,
+        timezone: chrono_tz::Tz,
+        description: String,
+    ) -> Result<Application, EngineError> {
+        let now = clock::now();
+        self.commit(|c| {
+            let r = c.plan_create_application(name, timezone, description, now)?;
+            let CatalogRecord::PutApplication(app) = &r else {
+                return Err(EngineError::Internal("unexpected catalog record"));
+            };
+            let app = app.clone();
+            Ok((r, app))
+        })
+        .await
+    }
+
+    pub async fn create_api_key(
+        &self,
+        app: ApplicationId,
+        name: String,
+    ) -> Result<(ApiKeyInfo, String), EngineError> {
+        let now = clock::now();
+        self.commit(|c| {
+            let (r, secret) = c.plan_create_api_key(app, name, now)?;
+            let CatalogRecord::PutApiKey { info, .. } = &r else {
+                return Err(EngineError::Internal("unexpected catalog record"));
+            };
+            let info = info.clone();
+            Ok((r, (info, secret)))
+        })
+        .await
+    }
+
+    pub async fn create_campaign(
+        &self,
+        app: ApplicationId,
+        patch: CampaignPatch,
+    ) -> Result<Campaign, EngineError> {
+        let now = clock::now();
+        self.commit(|c| {
+            let r = c.plan_create_campaign(app, patch, now)?;
+            let CatalogRecord::PutCampaign(campaign) = &r else {
+                return Err(EngineError::Internal("unexpected catalog record"));
+            };
+            let campaign = campaign.clone();
+            Ok((r, campaign))
+        })
+        .await
+    }
+
+    pub async fn update_campaign(
+        &self,
+        app: ApplicationId,
+        id: CampaignId,
+        patch: CampaignPatch,
+    ) -> Result<Campaign, EngineError> {
+        self.commit(|c| {
+            let r = c.plan_update_campaign(app, id, patch)?;
+            let CatalogRecord::PutCampaign(campaign) = &r else {
+                return Err(EngineError::Internal("unexpected catalog record"));
+            };
+            let campaign = campaign.clone();
+            Ok((r, campaign))
+        })
+        .await
+    }
+
+    pub async fn create_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        draft: AchievementDraft,
+    ) -> Result<Arc<AchievementEntry>, EngineError> {
+        let now = clock::now();
+        let id = self
+            .commit(|c| {
+                let r = c.plan_create_achievement(app, campaign, draft, now)?;
+                let CatalogRecord::PutAchievement(a) = &r else {
+                    return Err(EngineError::Internal("unexpected catalog record"));
+                };
+                let id = a.id;
+                Ok((r, id))
+            })
+            .await?;
+        self.catalog.achievement(app, campaign, id)
+    }
+
+    pub async fn update_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+        patch: &AchievementPatch,
+    ) -> Result<Arc<AchievementEntry>, EngineError> {
+        let now = clock::now();
+        self.commit(|c| {
+            Ok((
+                c.plan_update_achievement(app, campaign, id, patch, now)?,
+                (),
+            ))
+        })
+        .await?;
+        self.catalog.achievement(app, campaign, id)
+    }
+
+    /// Removes an achievement and all its customers' progress.
+    pub async fn delete_achievement(
+        &self,
+        app: ApplicationId,
+        campaign: CampaignId,
+        id: AchievementId,
+    ) -> Result<usize, EngineError> {
+        let entry = self
+            .commit(|c| c.plan_delete_achievement(app, campaign, id))
+            .await?;
+        self.drop_pairs(entry).await
     }
 
     pub fn stats(&self) -> &Stats {
@@ -264,7 +472,7 @@ impl Engine {
         let answers = futures_util::future::join_all(sends).await;
         let mut results: Vec<Option<Result<EventResult, EngineError>>> = vec![None; n];
         for (idx, answer) in answers {
-            let answer = answer.map_err(|_| EngineError::Internal("shard unavailable"))?;
+            let answer = answer.map_err(|_| EngineError::Internal("shard unavailable"))??;
             for (i, r) in idx.into_iter().zip(answer) {
                 results[i] = Some(r);
             }
@@ -311,11 +519,8 @@ impl Engine {
             .map_err(|_| EngineError::Internal("shard unavailable"))
     }
 
-    /// Removes an achievement and all its customers' progress.
-    pub async fn delete_achievement(
-        &self,
-        entry: Arc<AchievementEntry>,
-    ) -> Result<usize, EngineError> {
+    /// Removes all customers' progress in a deleted achievement.
+    pub async fn drop_pairs(&self, entry: Arc<AchievementEntry>) -> Result<usize, EngineError> {
         let sends = self.shards.iter().map(|s| {
             s.send(DropAchievement {
                 entry: entry.clone(),

@@ -20,12 +20,19 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
+use chrono::{DateTime, Utc};
+
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
 use super::shard::{Deactivated, Shard};
 use super::Shared;
 use crate::clock;
-use crate::domain::{AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, PairTracker};
+use crate::domain::{
+    AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, Outcome, PairTracker,
+};
+use crate::persist::codec;
+use crate::persist::model::{PairRecord, PairRecordOp, PairRecordV1};
+use crate::persist::wal::{Durable, Record, Wal};
 
 /// A pair's key within the engine.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,6 +47,8 @@ pub struct PairKey {
 pub struct PairCell {
     pub tracker: RefCell<PairTracker>,
     pub last_active: Cell<Instant>,
+    /// The LSN of the last record of this pair in its shard's log.
+    pub last_lsn: Cell<u64>,
 }
 
 impl PairCell {
@@ -47,8 +56,92 @@ impl PairCell {
         Rc::new(PairCell {
             tracker: RefCell::new(tracker),
             last_active: Cell::new(Instant::now()),
+            last_lsn: Cell::new(0),
         })
     }
+}
+
+/// A shard's write-ahead log, shared by the shard and its actors (one
+/// thread): it numbers records and hands them to the log's writer.
+pub struct ShardLog {
+    pub next_lsn: Cell<u64>,
+    pub wal: RefCell<Option<Wal>>,
+}
+
+impl ShardLog {
+    pub fn new() -> Rc<ShardLog> {
+        Rc::new(ShardLog {
+            next_lsn: Cell::new(1),
+            wal: RefCell::new(None),
+        })
+    }
+
+    /// Numbers the record of an applied operation and queues it; `None`
+    /// when the engine runs without a log.
+    pub fn record(
+        &self,
+        cell: &PairCell,
+        op: &PairOp,
+        now: DateTime<Utc>,
+        campaign_running: bool,
+    ) -> Result<Option<Record>, EngineError> {
+        if self.wal.borrow().is_none() {
+            return Ok(None);
+        }
+        let record = PairRecord {
+            achievement: op.key.achievement,
+            customer: op.key.customer.clone(),
+            pair_number: cell.tracker.borrow().pair_number(),
+            now,
+            campaign_running,
+            op: match &op.kind {
+                OpKind::Increase(inc) => PairRecordOp::Increase(inc.clone()),
+                OpKind::Rollback(id) => PairRecordOp::Rollback(id.clone()),
+                #[cfg(test)]
+                OpKind::Panic => return Ok(None),
+            },
+        };
+        let bytes = codec::encode(&PairRecordV1::from(&record))
+            .map_err(|_| EngineError::Internal("cannot encode a log record"))?;
+        let lsn = self.next_lsn.get();
+        self.next_lsn.set(lsn + 1);
+        cell.last_lsn.set(lsn);
+        Ok(Some((lsn, bytes)))
+    }
+
+    /// Hands numbered records to the log; the answer resolves once durable.
+    pub fn append(&self, records: Vec<Record>) -> Result<Option<Durable>, EngineError> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        match self.wal.borrow().as_ref() {
+            None => Ok(None),
+            Some(wal) => wal.append(records).map(Some).map_err(|e| {
+                tracing::error!(error = %e, "cannot queue a log record");
+                EngineError::Unavailable("the write-ahead log cannot take writes now")
+            }),
+        }
+    }
+}
+
+/// A step's answer and the log record of its change, if it changed anything.
+pub type StepOutcome = Result<(EventResult, Option<Record>), EngineError>;
+
+/// Waits until a change is durable, then answers.
+pub async fn after_durable<T>(durable: Option<Durable>, answer: T) -> Result<T, EngineError> {
+    if let Some(durable) = durable {
+        match durable.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a change could not be made durable");
+                return Err(EngineError::Unavailable(
+                    "the change could not be written to disk; it was not acknowledged",
+                ));
+            }
+            Err(_) => return Err(EngineError::Unavailable("the write-ahead log stopped")),
+        }
+    }
+    Ok(answer)
 }
 
 /// What to do to a pair.
@@ -75,17 +168,36 @@ impl Message for PairOp {
 
 /// Applies one operation to a pair's state: the only call into the domain.
 /// A panic inside the domain is caught, logged and counted; the state is left
-/// as the domain left it (it validates before it mutates).
-pub fn run_op(cell: &PairCell, op: &PairOp, shared: &Shared) -> Result<EventResult, EngineError> {
+/// as the domain left it (it validates before it mutates). An applied change
+/// is numbered and returned as a log record to append.
+pub fn run_op(cell: &PairCell, op: &PairOp, shared: &Shared, log: &ShardLog) -> StepOutcome {
     if !op.entry.is_alive() {
         return Err(EngineError::not_found("achievement", "achievementId"));
     }
     let now = clock::now();
+    let running = op.entry.campaign.running_at(now);
+    let result = apply_op(cell, op, shared, now, running)?;
+    let record = if result.outcome == Outcome::Applied {
+        log.record(cell, op, now, running)?
+    } else {
+        None
+    };
+    Ok((result, record))
+}
+
+/// The domain step with a given time and campaign state (live and replay).
+pub fn apply_op(
+    cell: &PairCell,
+    op: &PairOp,
+    shared: &Shared,
+    now: DateTime<Utc>,
+    campaign_running: bool,
+) -> Result<EventResult, EngineError> {
     let ctx = Ctx {
         rules: &op.entry.achievement.rules,
         tz: op.entry.tz,
         now,
-        campaign_running: op.entry.campaign.running_at(now),
+        campaign_running,
         limits: &shared.limits,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -126,16 +238,24 @@ pub struct PairActor {
     key: PairKey,
     cell: Rc<PairCell>,
     shared: Arc<Shared>,
+    log: Rc<ShardLog>,
     shard: Addr<Shard>,
-    timer: Option<(chrono::DateTime<chrono::Utc>, SpawnHandle)>,
+    timer: Option<(DateTime<Utc>, SpawnHandle)>,
 }
 
 impl PairActor {
-    pub fn new(key: PairKey, cell: Rc<PairCell>, shared: Arc<Shared>, shard: Addr<Shard>) -> Self {
+    pub fn new(
+        key: PairKey,
+        cell: Rc<PairCell>,
+        shared: Arc<Shared>,
+        log: Rc<ShardLog>,
+        shard: Addr<Shard>,
+    ) -> Self {
         PairActor {
             key,
             cell,
             shared,
+            log,
             shard,
             timer: None,
         }
@@ -178,11 +298,11 @@ impl Actor for PairActor {
 }
 
 impl Handler<PairOp> for PairActor {
-    type Result = Result<EventResult, EngineError>;
+    type Result = ResponseFuture<Result<EventResult, EngineError>>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
-        let result = run_op(&self.cell, &op, &self.shared);
-        if matches!(result, Err(EngineError::Internal(_))) {
+        let outcome = run_op(&self.cell, &op, &self.shared, &self.log);
+        if matches!(outcome, Err(EngineError::Internal(_))) {
             // Restart from the last state: the shard drops this actor and
             // activates a fresh one on the next message.
             self.shard.do_send(Deactivated {
@@ -192,8 +312,23 @@ impl Handler<PairOp> for PairActor {
         } else {
             self.arm_timer(ctx);
         }
-        result
+        respond(outcome, &self.log)
     }
+}
+
+/// Turns a step's outcome into the answer, after its record is durable.
+pub fn respond(
+    outcome: StepOutcome,
+    log: &ShardLog,
+) -> ResponseFuture<Result<EventResult, EngineError>> {
+    let queued = outcome.and_then(|(result, record)| {
+        let durable = log.append(record.into_iter().collect())?;
+        Ok((result, durable))
+    });
+    Box::pin(async move {
+        let (result, durable) = queued?;
+        after_durable(durable, result).await
+    })
 }
 
 /// Asks an active actor to stop (passivation or removal).

@@ -1,24 +1,34 @@
 //! A shard: the supervisor of the pairs whose customers hash to it.
 //!
 //! Owns: the state cells of its pairs (active or passive), their activation and
-//! passivation, the one timer structure for passive pairs' period ends, and
-//! the shard-wide reads (a customer's pairs, exports, deletion). One shard runs
-//! on each actix arbiter; every pair of a customer lives in the same shard.
+//! passivation, the one timer structure for passive pairs' period ends, its
+//! write-ahead log (numbering records), the shard-wide reads (a customer's
+//! pairs, exports, deletion), and its part of snapshots and restores. Several
+//! shards may share an actix arbiter; every pair of a customer lives in the
+//! same shard.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
 
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
-use super::pair::{run_op, OpKind, PairActor, PairCell, PairKey, PairOp, Passivate};
+use super::pair::{
+    after_durable, apply_op, respond, run_op, OpKind, PairActor, PairCell, PairKey, PairOp,
+    Passivate, ShardLog, StepOutcome,
+};
 use super::Shared;
 use crate::clock;
-use crate::domain::{AchievementId, CustomerId, EventResult, Increase, Iteration, PairTracker};
+use crate::domain::tracker::TrackerParts;
+use crate::domain::{AchievementId, CustomerId, EventResult, Iteration, PairTracker, Reason};
+use crate::persist::codec;
+use crate::persist::model::{PairRecord, PairRecordOp, PairV1, TrackerV1};
+use crate::persist::wal::Wal;
 
 /// How often the shard fires due timers and looks for idle actors.
 const TICK: Duration = Duration::from_millis(500);
@@ -31,9 +41,13 @@ struct Slot {
 /// The supervisor actor of one shard.
 pub struct Shard {
     index: usize,
-    pairs: HashMap<PairKey, Slot>,
+    pairs: IndexMap<PairKey, Slot>,
     active: HashSet<PairKey>,
     timers: BTreeSet<(DateTime<Utc>, PairKey)>,
+    log: Rc<ShardLog>,
+    /// Bumped when pairs are removed, which moves positions in `pairs` and so
+    /// invalidates a snapshot walking them.
+    removals: u64,
     shared: Arc<Shared>,
 }
 
@@ -41,49 +55,63 @@ impl Shard {
     pub fn new(index: usize, shared: Arc<Shared>) -> Shard {
         Shard {
             index,
-            pairs: HashMap::new(),
+            pairs: IndexMap::new(),
             active: HashSet::new(),
             timers: BTreeSet::new(),
+            log: ShardLog::new(),
+            removals: 0,
             shared,
         }
     }
 
-    /// Runs an operation on a pair in this shard's thread; creates the pair
-    /// if it is new and keeps it only if it then has progress.
-    fn run_inline(&mut self, op: &PairOp) -> Result<EventResult, EngineError> {
-        let created = !self.pairs.contains_key(&op.key);
+    /// Creates a pair's slot if it is missing.
+    fn ensure(&mut self, key: &PairKey, number: impl FnOnce() -> u64) -> (&Slot, bool) {
+        let created = !self.pairs.contains_key(key);
         if created {
-            if matches!(op.kind, OpKind::Rollback(_)) {
-                return Ok(EventResult::rejected(crate::domain::Reason::UnknownEvent));
-            }
-            let number = self.shared.next_pair_number();
             self.pairs.insert(
-                op.key.clone(),
+                key.clone(),
                 Slot {
-                    cell: PairCell::new(PairTracker::new(number)),
+                    cell: PairCell::new(PairTracker::new(number())),
                     actor: None,
                 },
             );
         }
-        let slot = self
-            .pairs
-            .get(&op.key)
-            .ok_or(EngineError::Internal("pair slot missing"))?;
-        let result = run_op(&slot.cell, op, &self.shared);
+        (&self.pairs[key], created)
+    }
+
+    /// Keeps a new pair only if it has progress; arms the passive timer.
+    fn settle(&mut self, key: &PairKey, created: bool) {
+        let Some(slot) = self.pairs.get(key) else {
+            return;
+        };
         let (keep, deadline) = {
             let tracker = slot.cell.tracker.borrow();
             (tracker.has_progress(), tracker.next_deadline())
         };
         let passive = slot.actor.is_none();
         if created && !keep {
-            self.pairs.remove(&op.key);
-        } else if created {
+            self.pairs.swap_remove(key);
+            return;
+        }
+        if created {
             self.shared.stats.pair_added(self.index);
         }
-        if let (true, Some(at)) = (passive && keep, deadline) {
-            self.timers.insert((at, op.key.clone()));
+        if let (true, Some(at)) = (passive, deadline) {
+            self.timers.insert((at, key.clone()));
         }
-        result
+    }
+
+    /// Runs an operation on a pair in this shard's thread.
+    fn run_inline(&mut self, op: &PairOp) -> StepOutcome {
+        if !self.pairs.contains_key(&op.key) && matches!(op.kind, OpKind::Rollback(_)) {
+            return Ok((EventResult::rejected(Reason::UnknownEvent), None));
+        }
+        let shared = self.shared.clone();
+        let (slot, created) = self.ensure(&op.key, || shared.next_pair_number());
+        let cell = slot.cell.clone();
+        let outcome = run_op(&cell, op, &self.shared, &self.log);
+        self.settle(&op.key, created);
+        outcome
     }
 
     fn activate(&mut self, key: &PairKey, ctx: &mut Context<Self>) {
@@ -97,6 +125,7 @@ impl Shard {
             key.clone(),
             slot.cell.clone(),
             self.shared.clone(),
+            self.log.clone(),
             ctx.address(),
         )
         .start();
@@ -163,36 +192,49 @@ impl Actor for Shard {
 }
 
 impl Handler<PairOp> for Shard {
-    type Result = Result<EventResult, EngineError>;
+    type Result = ResponseFuture<Result<EventResult, EngineError>>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
-        let result = self.run_inline(&op);
-        if matches!(result, Err(EngineError::Internal(_))) {
+        let outcome = self.run_inline(&op);
+        if matches!(outcome, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&op.key) {
                 actor.do_send(Passivate);
             }
         } else if self.pairs.contains_key(&op.key) {
             self.activate(&op.key, ctx);
         }
-        result
+        respond(outcome, &self.log)
     }
 }
 
 /// Many increases for pairs of this shard, applied in order without
-/// activating actors (bulk traffic would otherwise fill memory with actors).
+/// activating actors (bulk traffic would otherwise fill memory with actors),
+/// made durable together.
 pub struct PairBatch {
     pub ops: Vec<PairOp>,
 }
 
 impl Message for PairBatch {
-    type Result = Vec<Result<EventResult, EngineError>>;
+    type Result = Result<Vec<Result<EventResult, EngineError>>, EngineError>;
 }
 
 impl Handler<PairBatch> for Shard {
-    type Result = MessageResult<PairBatch>;
+    type Result = ResponseFuture<Result<Vec<Result<EventResult, EngineError>>, EngineError>>;
 
     fn handle(&mut self, batch: PairBatch, _: &mut Self::Context) -> Self::Result {
-        MessageResult(batch.ops.iter().map(|op| self.run_inline(op)).collect())
+        let mut records = Vec::new();
+        let results: Vec<_> = batch
+            .ops
+            .iter()
+            .map(|op| {
+                self.run_inline(op).map(|(result, record)| {
+                    records.extend(record);
+                    result
+                })
+            })
+            .collect();
+        let durable = self.log.append(records);
+        Box::pin(async move { after_durable(durable?, results).await })
     }
 }
 
@@ -327,18 +369,203 @@ impl Handler<DropAchievement> for Shard {
             if let Some(actor) = self.deactivate(key) {
                 actor.do_send(Passivate);
             }
-            self.pairs.remove(key);
             self.shared.stats.pair_removed(self.index);
+        }
+        if !doomed.is_empty() {
+            self.pairs.retain(|k, _| k.achievement != id);
+            self.removals += 1;
         }
         doomed.len()
     }
 }
 
 /// Builds an increase op; a small helper for callers.
-pub fn increase_op(key: PairKey, entry: Arc<AchievementEntry>, inc: Increase) -> PairOp {
+pub fn increase_op(
+    key: PairKey,
+    entry: Arc<AchievementEntry>,
+    inc: crate::domain::Increase,
+) -> PairOp {
     PairOp {
         key,
         entry,
         kind: OpKind::Increase(inc),
+    }
+}
+
+// ---- snapshots ----
+
+/// Starts this shard's part of a snapshot: the log position from which
+/// records may be missing from the snapshot, the number of pairs, and a token
+/// that later chunks check.
+pub struct SnapshotBegin;
+
+pub struct SnapshotStart {
+    pub next_lsn: u64,
+    pub pairs: usize,
+    pub token: u64,
+}
+
+impl Message for SnapshotBegin {
+    type Result = SnapshotStart;
+}
+
+impl Handler<SnapshotBegin> for Shard {
+    type Result = MessageResult<SnapshotBegin>;
+
+    fn handle(&mut self, _: SnapshotBegin, _: &mut Self::Context) -> Self::Result {
+        MessageResult(SnapshotStart {
+            next_lsn: self.log.next_lsn.get(),
+            pairs: self.pairs.len(),
+            token: self.removals,
+        })
+    }
+}
+
+/// Encodes up to `max` pairs from position `from`; traffic is served between
+/// chunks, so a large shard never stalls for the whole snapshot.
+pub struct SnapshotChunk {
+    pub from: usize,
+    pub max: usize,
+    pub token: u64,
+}
+
+pub struct EncodedChunk {
+    pub bytes: Vec<u8>,
+    pub pairs: usize,
+    pub next: usize,
+    pub done: bool,
+}
+
+impl Message for SnapshotChunk {
+    type Result = Result<EncodedChunk, EngineError>;
+}
+
+impl Handler<SnapshotChunk> for Shard {
+    type Result = Result<EncodedChunk, EngineError>;
+
+    fn handle(&mut self, msg: SnapshotChunk, _: &mut Self::Context) -> Self::Result {
+        if msg.token != self.removals {
+            return Err(EngineError::Unavailable(
+                "pairs were removed during the snapshot; retry it",
+            ));
+        }
+        let end = (msg.from + msg.max).min(self.pairs.len());
+        let chunk: Vec<PairV1> = self
+            .pairs
+            .get_range(msg.from.min(end)..end)
+            .into_iter()
+            .flat_map(|slice| slice.iter())
+            .map(|(key, slot)| PairV1 {
+                achievement: key.achievement.0,
+                customer: key.customer.as_str().to_string(),
+                last_lsn: slot.cell.last_lsn.get(),
+                tracker: TrackerV1::from(&slot.cell.tracker.borrow().to_parts()),
+            })
+            .collect();
+        let bytes = codec::encode(&chunk)
+            .map_err(|_| EngineError::Internal("cannot encode a snapshot chunk"))?;
+        Ok(EncodedChunk {
+            bytes,
+            pairs: chunk.len(),
+            next: end,
+            done: end >= self.pairs.len(),
+        })
+    }
+}
+
+// ---- restore ----
+
+/// Pairs restored from a snapshot.
+pub struct LoadPairs {
+    pub pairs: Vec<(PairKey, TrackerParts, u64)>,
+}
+
+impl Message for LoadPairs {
+    type Result = ();
+}
+
+impl Handler<LoadPairs> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: LoadPairs, _: &mut Self::Context) {
+        for (key, parts, last_lsn) in msg.pairs {
+            let cell = PairCell::new(PairTracker::from_parts(parts));
+            cell.last_lsn.set(last_lsn);
+            if let Some(at) = cell.tracker.borrow().next_deadline() {
+                self.timers.insert((at, key.clone()));
+            }
+            if self.pairs.insert(key, Slot { cell, actor: None }).is_none() {
+                self.shared.stats.pair_added(self.index);
+            }
+        }
+    }
+}
+
+/// Log records applied again after a snapshot; records a pair already holds
+/// (its `last_lsn` is not older) are skipped.
+pub struct Replay {
+    pub records: Vec<(u64, PairRecord, Arc<AchievementEntry>)>,
+}
+
+impl Message for Replay {
+    type Result = usize;
+}
+
+impl Handler<Replay> for Shard {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Replay, _: &mut Self::Context) -> usize {
+        let mut applied = 0;
+        for (lsn, record, entry) in msg.records {
+            let key = PairKey {
+                achievement: record.achievement,
+                customer: record.customer.clone(),
+            };
+            let (slot, created) = self.ensure(&key, || record.pair_number);
+            let cell = slot.cell.clone();
+            if cell.last_lsn.get() >= lsn {
+                continue;
+            }
+            let op = PairOp {
+                key: key.clone(),
+                entry,
+                kind: match record.op {
+                    PairRecordOp::Increase(inc) => OpKind::Increase(inc),
+                    PairRecordOp::Rollback(id) => OpKind::Rollback(id),
+                },
+            };
+            if let Err(e) = apply_op(
+                &cell,
+                &op,
+                &self.shared,
+                record.now,
+                record.campaign_running,
+            ) {
+                tracing::warn!(lsn, error = %e, "a log record did not apply again");
+            }
+            cell.last_lsn.set(lsn);
+            applied += 1;
+            self.settle(&key, created);
+        }
+        applied
+    }
+}
+
+/// Starts logging: the shard's log and the next LSN to hand out.
+pub struct AttachLog {
+    pub wal: Wal,
+    pub next_lsn: u64,
+}
+
+impl Message for AttachLog {
+    type Result = ();
+}
+
+impl Handler<AttachLog> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachLog, _: &mut Self::Context) {
+        self.log.next_lsn.set(msg.next_lsn);
+        *self.log.wal.borrow_mut() = Some(msg.wal);
     }
 }

@@ -1,33 +1,29 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::Utc;
 use rust_decimal::Decimal;
 
 use super::*;
 use crate::domain::{AchievementDraft, Outcome, RecurrencePolicy};
 use crate::engine::catalog::CampaignPatch;
 
-fn engine(config: EngineConfig) -> (Engine, Arc<AchievementEntry>) {
+async fn engine(config: EngineConfig) -> (Engine, Arc<AchievementEntry>) {
     let engine = Engine::start(config, Catalog::default());
-    let now = Utc::now();
     let app = engine
-        .catalog
-        .create_application("a".into(), chrono_tz::UTC, String::new(), now)
+        .create_application("a".into(), chrono_tz::UTC, String::new())
+        .await
         .expect("application");
     let campaign = engine
-        .catalog
         .create_campaign(
             app.id,
             CampaignPatch {
                 name: Some("c".into()),
                 ..CampaignPatch::default()
             },
-            now,
         )
+        .await
         .expect("campaign");
     let entry = engine
-        .catalog
         .create_achievement(
             app.id,
             campaign.id,
@@ -39,8 +35,8 @@ fn engine(config: EngineConfig) -> (Engine, Arc<AchievementEntry>) {
                 recurrence_policy: RecurrencePolicy::OnExpiration,
                 ..AchievementDraft::default()
             },
-            now,
         )
+        .await
         .expect("achievement");
     (engine, entry)
 }
@@ -72,7 +68,8 @@ async fn single_events_activate_an_actor_that_later_passivates() {
         shards: 2,
         idle_after: Duration::from_millis(200),
         ..EngineConfig::default()
-    });
+    })
+    .await;
     for i in 0..5 {
         let r = engine
             .increase(input(&entry, "c1", Some(&format!("e{i}"))))
@@ -104,7 +101,8 @@ async fn a_panicking_pair_is_restarted_from_its_last_state() {
     let (engine, entry) = engine(EngineConfig {
         shards: 1,
         ..EngineConfig::default()
-    });
+    })
+    .await;
     engine
         .increase(input(&entry, "c1", None))
         .await
@@ -146,7 +144,8 @@ async fn a_full_shard_answers_overloaded_and_loses_nothing_accepted() {
         shards: 1,
         queue_capacity: 4,
         ..EngineConfig::default()
-    });
+    })
+    .await;
     let sends = (0..200).map(|i| {
         let engine = engine.clone();
         let entry = entry.clone();
@@ -179,7 +178,8 @@ async fn batches_keep_per_customer_order_and_results_in_input_order() {
     let (engine, entry) = engine(EngineConfig {
         shards: 2,
         ..EngineConfig::default()
-    });
+    })
+    .await;
     let inputs: Vec<_> = (0..100)
         .map(|i| input(&entry, &format!("c{}", i % 7), Some(&format!("e{i}"))))
         .collect();
@@ -215,7 +215,8 @@ async fn deleting_an_achievement_removes_its_pairs() {
     let (engine, entry) = engine(EngineConfig {
         shards: 2,
         ..EngineConfig::default()
-    });
+    })
+    .await;
     for c in 0..10 {
         engine
             .increase(input(&entry, &format!("c{c}"), None))
@@ -223,10 +224,7 @@ async fn deleting_an_achievement_removes_its_pairs() {
             .expect("applied");
     }
     assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 10);
-    let removed = engine
-        .delete_achievement(entry.clone())
-        .await
-        .expect("deleted");
+    let removed = engine.drop_pairs(entry.clone()).await.expect("deleted");
     assert_eq!(removed, 10);
     assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 0);
 }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::ApplicationId;
 use crate::engine::catalog::{digests_equal, hash_key};
+use crate::engine::EngineError;
 
 fn credential<'a>(req: &'a HttpRequest, scheme: &str) -> Option<&'a str> {
     let value = req
@@ -25,9 +26,17 @@ fn credential<'a>(req: &'a HttpRequest, scheme: &str) -> Option<&'a str> {
         .filter(|k| !k.is_empty())
 }
 
+/// The app state, once the engine is ready (503 while it restores).
 fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
-        .ok_or_else(ApiError::internal)
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(ApiError::internal)?;
+    if !state.engine.is_ready() {
+        return Err(
+            EngineError::Unavailable("the engine is restoring its state; retry shortly").into(),
+        );
+    }
+    Ok(state)
 }
 
 /// A request made with the management key.

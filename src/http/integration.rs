@@ -306,11 +306,9 @@ async fn post_rollback(
 }
 
 fn path_customer(req: &HttpRequest) -> Result<CustomerId, ApiError> {
-    CustomerId::parse(
-        req.match_info().get("integrationId").unwrap_or(""),
-        "integrationId",
-    )
-    .map_err(|e| ApiError::parameter("integrationId", e.message))
+    let raw = super::json::path_text(req, "integrationId")?;
+    CustomerId::parse(&raw, "integrationId")
+        .map_err(|e| ApiError::parameter("integrationId", e.message))
 }
 
 async fn customer_achievements(

@@ -251,9 +251,10 @@ impl Query {
             .transpose()
     }
 
-    /// A comma-separated list of whole numbers.
+    /// A comma-separated list of whole numbers; an empty value is no filter.
     pub fn id_list(&self, name: &str) -> Result<Option<Vec<u64>>, ApiError> {
         self.get(name)
+            .filter(|v| !v.trim().is_empty())
             .map(|v| {
                 v.split(',')
                     .filter(|s| !s.trim().is_empty())
@@ -286,6 +287,16 @@ impl Page {
         let has_more = self.skip.saturating_add(page.len()) < total;
         (page, has_more)
     }
+}
+
+/// A path segment, fully percent-decoded (the router leaves `%2F`, `%2B`
+/// and `%25` encoded).
+pub fn path_text(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
+    let raw = req.match_info().get(name).unwrap_or("");
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::parameter(name, format!("{name} must be valid UTF-8")))
 }
 
 /// A path id: a whole number, else 400 naming the parameter.

@@ -108,12 +108,10 @@ async fn create_application(
 ) -> Result<HttpResponse, ApiError> {
     let new: NewApplication = parse_body(&req, body, BODY_LIMIT).await?;
     let tz = parse_tz(new.timezone.as_deref().unwrap_or("UTC"))?;
-    let app = state.engine.catalog.create_application(
-        new.name,
-        tz,
-        new.description.unwrap_or_default(),
-        clock::now(),
-    )?;
+    let app = state
+        .engine
+        .create_application(new.name, tz, new.description.unwrap_or_default())
+        .await?;
     Ok(HttpResponse::Created().json(ApplicationDto::from(&app)))
 }
 
@@ -157,11 +155,10 @@ async fn create_api_key(
     } else {
         json::decode(&bytes)?
     };
-    let (info, key) =
-        state
-            .engine
-            .catalog
-            .create_api_key(app, new.name.unwrap_or_default(), clock::now())?;
+    let (info, key) = state
+        .engine
+        .create_api_key(app, new.name.unwrap_or_default())
+        .await?;
     tracing::info!(application = %app, key_id = info.id, "integration key created");
     Ok(HttpResponse::Created().json(ApiKeyDto::new(&info, key)))
 }
@@ -217,10 +214,7 @@ async fn create_campaign(
     if body.name.is_none() {
         return Err(ApiError::pointer("/name", "missing field `name`"));
     }
-    let campaign = state
-        .engine
-        .catalog
-        .create_campaign(app, body.into(), clock::now())?;
+    let campaign = state.engine.create_campaign(app, body.into()).await?;
     Ok(HttpResponse::Created().json(CampaignDto::from(&campaign)))
 }
 
@@ -255,7 +249,7 @@ async fn update_campaign(
 ) -> Result<HttpResponse, ApiError> {
     let (app, id) = (app_id(&req)?, campaign_id(&req)?);
     let body: CampaignBody = parse_body(&req, body, BODY_LIMIT).await?;
-    let campaign = state.engine.catalog.update_campaign(app, id, body.into())?;
+    let campaign = state.engine.update_campaign(app, id, body.into()).await?;
     Ok(HttpResponse::Ok().json(CampaignDto::from(&campaign)))
 }
 
@@ -337,11 +331,11 @@ async fn create_achievement(
         allow_rollback_after_completion: b.allow_rollback_after_completion.unwrap_or(false),
         end_progress_on_target: b.end_progress_on_target.unwrap_or(false),
     };
-    let now = clock::now();
     let entry = state
         .engine
-        .catalog
-        .create_achievement(app, campaign, draft, now)?;
+        .create_achievement(app, campaign, draft)
+        .await?;
+    let now = clock::now();
     tracing::info!(application = %app, achievement = %entry.achievement.id, "achievement created");
     Ok(HttpResponse::Created().json(AchievementDto::new(&entry, now)))
 }
@@ -436,12 +430,11 @@ async fn update_achievement(
         allow_rollback_after_completion: b.allow_rollback_after_completion,
         end_progress_on_target: b.end_progress_on_target,
     };
-    let now = clock::now();
     let entry = state
         .engine
-        .catalog
-        .update_achievement(app, campaign, id, &patch, now)?;
-    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, now)))
+        .update_achievement(app, campaign, id, &patch)
+        .await?;
+    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, clock::now())))
 }
 
 async fn delete_achievement(
@@ -450,8 +443,7 @@ async fn delete_achievement(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (app, campaign, id) = (app_id(&req)?, campaign_id(&req)?, achievement_id(&req)?);
-    let entry = state.engine.catalog.delete_achievement(app, campaign, id)?;
-    let removed = state.engine.delete_achievement(entry).await?;
+    let removed = state.engine.delete_achievement(app, campaign, id).await?;
     tracing::info!(application = %app, achievement = %id, pairs = removed, "achievement deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -479,11 +471,9 @@ async fn customer_progress(
 ) -> Result<HttpResponse, ApiError> {
     let app = app_id(&req)?;
     state.engine.catalog.application(app)?;
-    let customer = CustomerId::parse(
-        req.match_info().get("integrationId").unwrap_or(""),
-        "integrationId",
-    )
-    .map_err(|e| ApiError::parameter("integrationId", e.message))?;
+    let raw = json::path_text(&req, "integrationId")?;
+    let customer = CustomerId::parse(&raw, "integrationId")
+        .map_err(|e| ApiError::parameter("integrationId", e.message))?;
     let query = Query::from_request(&req)?;
     let page = query.page(50, 50)?;
     let only = query.number("achievementId", 0, 0, u64::MAX)?;

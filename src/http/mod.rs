@@ -3,6 +3,7 @@
 //! Thin: handlers decode and validate input into domain types, make one call
 //! into the engine and render its answer. No business rule lives here.
 
+pub mod admin;
 pub mod auth;
 pub mod dto;
 pub mod error;
@@ -14,19 +15,25 @@ pub mod server;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use std::sync::{Arc, OnceLock};
+
 use crate::engine::Engine;
+use crate::persist::store::Store;
 use error::{ApiError, Source};
 
 /// What every handler can reach.
 pub struct AppState {
     pub engine: Engine,
     pub management_key_hash: [u8; 32],
+    /// Set once the restore finished.
+    pub store: Arc<OnceLock<Arc<Store>>>,
 }
 
 /// Registers every route on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .configure(admin::configure)
         .configure(management::configure)
         .configure(integration::configure);
 }

@@ -1,7 +1,12 @@
-//! Building and starting the HTTP server around a new engine; used by the
-//! binary and by the integration tests (`spawn_app`).
+//! Building and starting the HTTP server around a new engine, restoring the
+//! engine's state in the background (`/readyz` answers 503 until done) and
+//! taking periodic snapshots; used by the binary and by the integration tests
+//! (`spawn_app`).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
@@ -10,6 +15,7 @@ use super::AppState;
 use crate::config::Settings;
 use crate::engine::catalog::hash_key;
 use crate::engine::{keys, Catalog, Engine, EngineConfig};
+use crate::persist::store::{self, Store};
 
 /// A started server.
 pub struct Running {
@@ -17,17 +23,23 @@ pub struct Running {
     pub server: actix_web::dev::Server,
     pub engine: Engine,
     pub management_key: String,
+    /// Set once the restore finished.
+    pub store: Arc<OnceLock<Arc<Store>>>,
+    /// Resolves when the restore finished (with its error, if it failed).
+    pub restored: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    /// Stops the periodic snapshots.
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Prepares the data directory, the engine and the server (bound, not yet
-/// awaited). Must be called inside an actix system.
+/// awaited), and starts the restore. Must be called inside an actix system.
 pub fn start(settings: &Settings) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
+    let config = EngineConfig {
+        arbiters: settings.worker_count(),
+        queue_capacity: settings.queue_capacity as usize,
+        ..EngineConfig::default()
+    };
+    store::check_dir(&settings.data_dir, config.shards)?;
     let (management_key, generated) =
         keys::load_or_create_management_key(settings.management_key.as_deref(), &settings.data_dir)
             .with_context(|| {
@@ -43,16 +55,13 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
         );
     }
     let workers = settings.worker_count();
-    let engine = Engine::start(
-        EngineConfig {
-            shards: workers,
-            ..EngineConfig::default()
-        },
-        Catalog::default(),
-    );
+    let engine = Engine::start(config, Catalog::default());
+    engine.set_ready(false);
+    let store_cell: Arc<OnceLock<Arc<Store>>> = Arc::new(OnceLock::new());
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         management_key_hash: hash_key(&management_key),
+        store: store_cell.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -68,10 +77,62 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
         .addrs()
         .first()
         .context("the server bound no address")?;
+    let (done, restored) = tokio::sync::oneshot::channel();
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let engine = engine.clone();
+        let dir = settings.data_dir.clone();
+        let keep = settings.snapshot_keep as usize;
+        let interval = settings.snapshot_interval;
+        let cell = store_cell.clone();
+        let stopping = stopping.clone();
+        std::thread::Builder::new()
+            .name("restore".into())
+            .spawn(move || match Store::restore(&engine, &dir, keep) {
+                Ok((store, _)) => {
+                    let store = Arc::new(store);
+                    let _ = cell.set(store.clone());
+                    engine.set_ready(true);
+                    let _ = done.send(Ok(()));
+                    if interval > 0 {
+                        periodic_snapshots(engine, store, Duration::from_secs(interval), stopping);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "restore failed; the engine will not become ready");
+                    let _ = done.send(Err(e.to_string()));
+                }
+            })
+            .context("cannot start the restore thread")?;
+    }
     Ok(Running {
         addr,
         server: server.run(),
         engine,
         management_key,
+        store: store_cell,
+        restored,
+        stopping,
     })
+}
+
+fn periodic_snapshots(
+    engine: Engine,
+    store: Arc<Store>,
+    every: Duration,
+    stopping: Arc<AtomicBool>,
+) {
+    let step = Duration::from_millis(200);
+    let mut waited = Duration::ZERO;
+    while !stopping.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        waited += step;
+        if waited < every {
+            continue;
+        }
+        waited = Duration::ZERO;
+        if let Err(e) = store.snapshot(&engine) {
+            tracing::error!(error = %e, "periodic snapshot failed");
+        }
+    }
 }

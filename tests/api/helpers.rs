@@ -12,7 +12,6 @@ pub struct TestApp {
     pub base: String,
     pub management_key: String,
     pub client: Client,
-    pub running_engine: achievements_engine::engine::Engine,
     _dir: tempfile::TempDir,
 }
 
@@ -37,26 +36,39 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         data_dir: dir.to_path_buf(),
         management_key: Some("test-management-key".into()),
         snapshot_interval: 0,
+        snapshot_keep: 3,
+        queue_capacity: 65_536,
         workers: Some(2),
     }
 }
 
 /// Starts a server on port 0 with a fresh data directory.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server with adjusted settings.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = settings(dir.path());
+    adjust(&mut settings);
     let Running {
         addr,
         server,
-        engine,
         management_key,
-    } = start(&settings(dir.path())).expect("server starts");
+        restored,
+        ..
+    } = start(&settings).expect("server starts");
     actix_rt::spawn(server);
+    restored
+        .await
+        .expect("restore reports")
+        .expect("restore succeeds");
     let client = Client::builder().timeout(Duration::from_secs(30)).finish();
     TestApp {
         base: format!("http://{addr}"),
         management_key,
         client,
-        running_engine: engine,
         _dir: dir,
     }
 }

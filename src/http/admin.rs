@@ -1,0 +1,81 @@
+//! Operations routes that need the management key: taking and listing
+//! snapshots.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::auth::Management;
+use super::error::ApiError;
+use super::json::Time;
+use super::AppState;
+use crate::engine::EngineError;
+use crate::persist::store::SnapshotInfo;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/admin/snapshots", web::post().to(take_snapshot))
+        .route("/v1/admin/snapshots", web::get().to(list_snapshots));
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotDto {
+    id: u64,
+    created_at: Time,
+    pairs: u64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+}
+
+impl From<&SnapshotInfo> for SnapshotDto {
+    fn from(s: &SnapshotInfo) -> Self {
+        SnapshotDto {
+            id: s.id,
+            created_at: Time(s.created),
+            pairs: s.pairs,
+            bytes: s.bytes,
+            duration_ms: s.duration.map(|d| d.as_millis() as u64),
+        }
+    }
+}
+
+fn store(state: &AppState) -> Result<std::sync::Arc<crate::persist::store::Store>, ApiError> {
+    state
+        .store
+        .get()
+        .cloned()
+        .ok_or_else(|| EngineError::Unavailable("the engine is restoring its state").into())
+}
+
+async fn take_snapshot(
+    _: Management,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = store(&state)?;
+    let engine = state.engine.clone();
+    let info = web::block(move || store.snapshot(&engine))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "snapshot failed");
+            ApiError::from(EngineError::Unavailable(
+                "the snapshot could not be written; see the server log",
+            ))
+        })?;
+    Ok(HttpResponse::Created().json(SnapshotDto::from(&info)))
+}
+
+async fn list_snapshots(
+    _: Management,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = store(&state)?;
+    let list = web::block(move || store.list())
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot list snapshots");
+            ApiError::internal()
+        })?;
+    Ok(HttpResponse::Ok().json(list.iter().map(SnapshotDto::from).collect::<Vec<_>>()))
+}

@@ -1,0 +1,71 @@
+//! The one place that knows the binary codec (bincode 2 through serde), so it
+//! can be swapped without touching the formats built on it.
+//!
+//! Owns: the codec configuration, encode/decode with a size limit, and the
+//! CRC-32 used by snapshots and the write-ahead log.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Decoding never allocates more than this for one value (guards against
+/// corrupt length prefixes).
+pub const DECODE_LIMIT: usize = 512 * 1024 * 1024;
+
+/// Errors of the codec.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    #[error("decoding failed: {0}")]
+    Decode(String),
+    #[error("{0} trailing bytes after the value")]
+    Trailing(usize),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// Fixed-width integers: the encoded size of a value does not depend on its
+/// numbers (used for headers rewritten in place).
+fn fixed_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_fixed_int_encoding()
+        .with_limit::<DECODE_LIMIT>()
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes a value that must fill `bytes` exactly.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
+}
+
+pub fn encode_fixed<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, fixed_config())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+pub fn decode_fixed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, fixed_config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
+}
+
+/// CRC-32 (IEEE) of some bytes.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+/// A running CRC-32.
+pub type Crc = crc32fast::Hasher;

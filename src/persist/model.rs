@@ -1,0 +1,732 @@
+//! On-disk types, version 1: what snapshots and log records hold.
+//!
+//! Owns: plain encodings of the engine's state (a decimal as its 16-byte
+//! form, an instant as seconds + nanoseconds, enums as small numbers) and the
+//! conversions to and from the domain and engine types. They are separate from
+//! the domain types so the domain can change without breaking old files: a
+//! new format version adds new types here and keeps these readers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::effects::Effect;
+use crate::domain::period::PeriodEnd;
+use crate::domain::tracker::{AppliedEvent, TrackerParts};
+use crate::domain::{
+    Achievement, AchievementDraft, AchievementId, ActivationPolicy, ApplicationId, CampaignId,
+    CustomerId, EventId, Increase, Iteration, ProgressStatus, ProgressTrackerId, RecurrencePolicy,
+};
+use crate::engine::catalog::{
+    ApiKeyInfo, Application, Campaign, CampaignState, CatalogRecord, CatalogState,
+};
+
+/// Why stored data could not be turned back into state.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid stored data: {0}")]
+pub struct ModelError(pub String);
+
+fn bad(what: impl Into<String>) -> ModelError {
+    ModelError(what.into())
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DecimalV1(pub [u8; 16]);
+
+impl From<Decimal> for DecimalV1 {
+    fn from(d: Decimal) -> Self {
+        DecimalV1(d.serialize())
+    }
+}
+
+impl From<DecimalV1> for Decimal {
+    fn from(d: DecimalV1) -> Self {
+        Decimal::deserialize(d.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimeV1 {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl From<DateTime<Utc>> for TimeV1 {
+    fn from(t: DateTime<Utc>) -> Self {
+        TimeV1 {
+            secs: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos(),
+        }
+    }
+}
+
+impl TimeV1 {
+    pub fn to_time(self) -> Result<DateTime<Utc>, ModelError> {
+        DateTime::from_timestamp(self.secs, self.nanos).ok_or_else(|| bad("instant out of range"))
+    }
+}
+
+fn opt_time(t: Option<TimeV1>) -> Result<Option<DateTime<Utc>>, ModelError> {
+    t.map(TimeV1::to_time).transpose()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApplicationV1 {
+    pub id: u64,
+    pub created: TimeV1,
+    pub name: String,
+    pub timezone: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiKeyV1 {
+    pub hash: [u8; 32],
+    pub id: u64,
+    pub application_id: u64,
+    pub name: String,
+    pub created: TimeV1,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CampaignV1 {
+    pub id: u64,
+    pub application_id: u64,
+    pub created: TimeV1,
+    pub name: String,
+    pub enabled: bool,
+    pub start_time: Option<TimeV1>,
+    pub end_time: Option<TimeV1>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AchievementV1 {
+    pub id: u64,
+    pub campaign_id: u64,
+    pub created: TimeV1,
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub target: DecimalV1,
+    pub period: Option<String>,
+    pub recurrence: u8,
+    pub activation: u8,
+    pub fixed_start_date: Option<TimeV1>,
+    pub end_date: Option<TimeV1>,
+    pub allow_rollback_after_completion: bool,
+    pub end_progress_on_target: bool,
+}
+
+/// A change of the catalog in the log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum CatalogRecordV1 {
+    PutApplication(ApplicationV1),
+    PutApiKey(ApiKeyV1),
+    PutCampaign(CampaignV1),
+    PutAchievement(AchievementV1),
+    DeleteAchievement(u64),
+}
+
+/// The catalog in a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CatalogV1 {
+    pub next_id: u64,
+    pub applications: Vec<ApplicationV1>,
+    pub api_keys: Vec<ApiKeyV1>,
+    pub campaigns: Vec<CampaignV1>,
+    /// Each with whether customers have progress in it.
+    pub achievements: Vec<(AchievementV1, bool)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IterationV1 {
+    pub id: u64,
+    pub status: u8,
+    pub progress: DecimalV1,
+    pub start: TimeV1,
+    /// (end, reported end)
+    pub end: Option<(TimeV1, TimeV1)>,
+    pub completion: Option<TimeV1>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum EffectV1 {
+    Start {
+        tracker: u64,
+        target: DecimalV1,
+        start: TimeV1,
+        end: Option<TimeV1>,
+    },
+    Increase {
+        tracker: u64,
+        delta: DecimalV1,
+        value: DecimalV1,
+        target: DecimalV1,
+        just_completed: bool,
+    },
+    Rollback {
+        tracker: u64,
+        decrease_by: DecimalV1,
+        current: DecimalV1,
+        target: DecimalV1,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppliedEventV1 {
+    pub event_id: String,
+    pub arrived: TimeV1,
+    pub effects: Vec<EffectV1>,
+    pub rolled_back: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrackerV1 {
+    pub tracker_base: u64,
+    pub next_seq: u32,
+    pub current: Option<IterationV1>,
+    pub history: Vec<IterationV1>,
+    pub events: Vec<AppliedEventV1>,
+}
+
+/// One pair in a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PairV1 {
+    pub achievement: u64,
+    pub customer: String,
+    /// The LSN of the last log record applied to this pair (in its shard's log).
+    pub last_lsn: u64,
+    pub tracker: TrackerV1,
+}
+
+/// What a pair record does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum PairOpV1 {
+    Increase {
+        delta: DecimalV1,
+        at: Option<TimeV1>,
+        event_id: Option<String>,
+    },
+    Rollback {
+        event_id: String,
+    },
+}
+
+/// An applied operation on a pair, in its shard's log: enough to apply it
+/// again deterministically.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PairRecordV1 {
+    pub achievement: u64,
+    pub customer: String,
+    pub pair_number: u64,
+    pub now: TimeV1,
+    pub campaign_running: bool,
+    pub op: PairOpV1,
+}
+
+// ---- conversions: engine → disk ----
+
+impl From<&Application> for ApplicationV1 {
+    fn from(a: &Application) -> Self {
+        ApplicationV1 {
+            id: a.id.0,
+            created: a.created.into(),
+            name: a.name.clone(),
+            timezone: a.timezone.name().to_string(),
+            description: a.description.clone(),
+        }
+    }
+}
+
+fn api_key_v1(hash: &[u8; 32], k: &ApiKeyInfo) -> ApiKeyV1 {
+    ApiKeyV1 {
+        hash: *hash,
+        id: k.id,
+        application_id: k.application_id.0,
+        name: k.name.clone(),
+        created: k.created.into(),
+    }
+}
+
+impl From<&Campaign> for CampaignV1 {
+    fn from(c: &Campaign) -> Self {
+        CampaignV1 {
+            id: c.id.0,
+            application_id: c.application_id.0,
+            created: c.created.into(),
+            name: c.name.clone(),
+            enabled: c.state == CampaignState::Enabled,
+            start_time: c.start_time.map(Into::into),
+            end_time: c.end_time.map(Into::into),
+        }
+    }
+}
+
+fn recurrence_code(r: RecurrencePolicy) -> u8 {
+    match r {
+        RecurrencePolicy::NoRecurrence => 0,
+        RecurrencePolicy::OnExpiration => 1,
+        RecurrencePolicy::OnCompletion => 2,
+    }
+}
+
+impl From<&Achievement> for AchievementV1 {
+    fn from(a: &Achievement) -> Self {
+        let r = &a.rules;
+        AchievementV1 {
+            id: a.id.0,
+            campaign_id: a.campaign_id.0,
+            created: a.created.into(),
+            name: a.name.clone(),
+            title: a.title.clone(),
+            description: a.description.clone(),
+            target: r.target.into(),
+            period: r.period.as_ref().map(ToString::to_string),
+            recurrence: recurrence_code(r.recurrence),
+            activation: match r.activation {
+                ActivationPolicy::UserAction => 0,
+                ActivationPolicy::FixedSchedule => 1,
+            },
+            fixed_start_date: r.fixed_start_date.map(Into::into),
+            end_date: r.end_date.map(Into::into),
+            allow_rollback_after_completion: r.allow_rollback_after_completion,
+            end_progress_on_target: r.end_progress_on_target,
+        }
+    }
+}
+
+impl From<&CatalogRecord> for CatalogRecordV1 {
+    fn from(r: &CatalogRecord) -> Self {
+        match r {
+            CatalogRecord::PutApplication(a) => CatalogRecordV1::PutApplication(a.into()),
+            CatalogRecord::PutApiKey { hash, info } => {
+                CatalogRecordV1::PutApiKey(api_key_v1(hash, info))
+            }
+            CatalogRecord::PutCampaign(c) => CatalogRecordV1::PutCampaign(c.into()),
+            CatalogRecord::PutAchievement(a) => CatalogRecordV1::PutAchievement(a.into()),
+            CatalogRecord::DeleteAchievement(id) => CatalogRecordV1::DeleteAchievement(id.0),
+        }
+    }
+}
+
+impl From<&CatalogState> for CatalogV1 {
+    fn from(s: &CatalogState) -> Self {
+        let mut api_keys: Vec<ApiKeyV1> = s
+            .api_keys
+            .iter()
+            .map(|(hash, info)| api_key_v1(hash, info))
+            .collect();
+        api_keys.sort_by_key(|k| k.id);
+        CatalogV1 {
+            next_id: s.next_id,
+            applications: s.applications.values().map(Into::into).collect(),
+            api_keys,
+            campaigns: s.campaigns.values().map(Into::into).collect(),
+            achievements: s
+                .achievements
+                .values()
+                .map(|e| ((&e.achievement).into(), e.has_progress()))
+                .collect(),
+        }
+    }
+}
+
+fn status_code(s: ProgressStatus) -> u8 {
+    match s {
+        ProgressStatus::NotStarted => 0,
+        ProgressStatus::InProgress => 1,
+        ProgressStatus::Completed => 2,
+        ProgressStatus::Expired => 3,
+    }
+}
+
+impl From<&Iteration> for IterationV1 {
+    fn from(i: &Iteration) -> Self {
+        IterationV1 {
+            id: i.id.0,
+            status: status_code(i.status),
+            progress: i.progress.into(),
+            start: i.start.into(),
+            end: i.end.map(|e| (e.end.into(), e.reported.into())),
+            completion: i.completion.map(Into::into),
+        }
+    }
+}
+
+impl From<&Effect> for EffectV1 {
+    fn from(e: &Effect) -> Self {
+        match e {
+            Effect::Start {
+                tracker,
+                target,
+                start,
+                end,
+            } => EffectV1::Start {
+                tracker: tracker.0,
+                target: (*target).into(),
+                start: (*start).into(),
+                end: end.map(Into::into),
+            },
+            Effect::Increase {
+                tracker,
+                delta,
+                value,
+                target,
+                just_completed,
+            } => EffectV1::Increase {
+                tracker: tracker.0,
+                delta: (*delta).into(),
+                value: (*value).into(),
+                target: (*target).into(),
+                just_completed: *just_completed,
+            },
+            Effect::Rollback {
+                tracker,
+                decrease_by,
+                current,
+                target,
+            } => EffectV1::Rollback {
+                tracker: tracker.0,
+                decrease_by: (*decrease_by).into(),
+                current: (*current).into(),
+                target: (*target).into(),
+            },
+        }
+    }
+}
+
+impl From<&TrackerParts> for TrackerV1 {
+    fn from(p: &TrackerParts) -> Self {
+        TrackerV1 {
+            tracker_base: p.tracker_base,
+            next_seq: p.next_seq,
+            current: p.current.as_ref().map(Into::into),
+            history: p.history.iter().map(Into::into).collect(),
+            events: p
+                .events
+                .iter()
+                .map(|(id, e)| AppliedEventV1 {
+                    event_id: id.as_str().to_string(),
+                    arrived: e.arrived.into(),
+                    effects: e.effects.iter().map(Into::into).collect(),
+                    rolled_back: e.rolled_back,
+                })
+                .collect(),
+        }
+    }
+}
+
+// ---- conversions: disk → engine ----
+
+impl ApplicationV1 {
+    pub fn to_application(&self) -> Result<Application, ModelError> {
+        Ok(Application {
+            id: ApplicationId(self.id),
+            created: self.created.to_time()?,
+            name: self.name.clone(),
+            timezone: self
+                .timezone
+                .parse::<Tz>()
+                .map_err(|_| bad(format!("unknown time zone {}", self.timezone)))?,
+            description: self.description.clone(),
+        })
+    }
+}
+
+impl ApiKeyV1 {
+    pub fn to_record(&self) -> Result<CatalogRecord, ModelError> {
+        Ok(CatalogRecord::PutApiKey {
+            hash: self.hash,
+            info: ApiKeyInfo {
+                id: self.id,
+                application_id: ApplicationId(self.application_id),
+                name: self.name.clone(),
+                created: self.created.to_time()?,
+            },
+        })
+    }
+}
+
+impl CampaignV1 {
+    pub fn to_campaign(&self) -> Result<Campaign, ModelError> {
+        Ok(Campaign {
+            id: CampaignId(self.id),
+            application_id: ApplicationId(self.application_id),
+            created: self.created.to_time()?,
+            name: self.name.clone(),
+            state: if self.enabled {
+                CampaignState::Enabled
+            } else {
+                CampaignState::Disabled
+            },
+            start_time: opt_time(self.start_time)?,
+            end_time: opt_time(self.end_time)?,
+        })
+    }
+}
+
+impl AchievementV1 {
+    pub fn to_achievement(&self) -> Result<Achievement, ModelError> {
+        let draft = AchievementDraft {
+            name: self.name.clone(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            target: self.target.into(),
+            period: self.period.clone(),
+            recurrence_policy: match self.recurrence {
+                0 => RecurrencePolicy::NoRecurrence,
+                1 => RecurrencePolicy::OnExpiration,
+                2 => RecurrencePolicy::OnCompletion,
+                n => return Err(bad(format!("unknown recurrence policy {n}"))),
+            },
+            activation_policy: match self.activation {
+                0 => ActivationPolicy::UserAction,
+                1 => ActivationPolicy::FixedSchedule,
+                n => return Err(bad(format!("unknown activation policy {n}"))),
+            },
+            fixed_start_date: opt_time(self.fixed_start_date)?,
+            end_date: opt_time(self.end_date)?,
+            allow_rollback_after_completion: self.allow_rollback_after_completion,
+            end_progress_on_target: self.end_progress_on_target,
+        };
+        let rules = draft.validate().map_err(|errors| {
+            bad(format!(
+                "stored achievement {} no longer validates: {}",
+                self.id,
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        Ok(Achievement {
+            id: AchievementId(self.id),
+            campaign_id: CampaignId(self.campaign_id),
+            created: self.created.to_time()?,
+            name: draft.name,
+            title: draft.title,
+            description: draft.description,
+            rules,
+        })
+    }
+}
+
+impl CatalogRecordV1 {
+    pub fn to_record(&self) -> Result<CatalogRecord, ModelError> {
+        Ok(match self {
+            CatalogRecordV1::PutApplication(a) => {
+                CatalogRecord::PutApplication(a.to_application()?)
+            }
+            CatalogRecordV1::PutApiKey(k) => k.to_record()?,
+            CatalogRecordV1::PutCampaign(c) => CatalogRecord::PutCampaign(c.to_campaign()?),
+            CatalogRecordV1::PutAchievement(a) => {
+                CatalogRecord::PutAchievement(a.to_achievement()?)
+            }
+            CatalogRecordV1::DeleteAchievement(id) => {
+                CatalogRecord::DeleteAchievement(AchievementId(*id))
+            }
+        })
+    }
+}
+
+impl CatalogV1 {
+    pub fn to_state(&self) -> Result<CatalogState, ModelError> {
+        let mut state = CatalogState::default();
+        for a in &self.applications {
+            state.apply(&CatalogRecord::PutApplication(a.to_application()?));
+        }
+        for k in &self.api_keys {
+            state.apply(&k.to_record()?);
+        }
+        for c in &self.campaigns {
+            state.apply(&CatalogRecord::PutCampaign(c.to_campaign()?));
+        }
+        for (a, has_progress) in &self.achievements {
+            state.insert_achievement(a.to_achievement()?, *has_progress);
+        }
+        state.next_id = state.next_id.max(self.next_id);
+        Ok(state)
+    }
+}
+
+fn status_from(code: u8) -> Result<ProgressStatus, ModelError> {
+    Ok(match code {
+        0 => ProgressStatus::NotStarted,
+        1 => ProgressStatus::InProgress,
+        2 => ProgressStatus::Completed,
+        3 => ProgressStatus::Expired,
+        n => return Err(bad(format!("unknown progress status {n}"))),
+    })
+}
+
+impl IterationV1 {
+    pub fn to_iteration(&self) -> Result<Iteration, ModelError> {
+        Ok(Iteration {
+            id: ProgressTrackerId(self.id),
+            status: status_from(self.status)?,
+            progress: self.progress.into(),
+            start: self.start.to_time()?,
+            end: self
+                .end
+                .map(|(end, reported)| -> Result<PeriodEnd, ModelError> {
+                    Ok(PeriodEnd {
+                        end: end.to_time()?,
+                        reported: reported.to_time()?,
+                    })
+                })
+                .transpose()?,
+            completion: opt_time(self.completion)?,
+        })
+    }
+}
+
+impl EffectV1 {
+    pub fn to_effect(&self) -> Result<Effect, ModelError> {
+        Ok(match self {
+            EffectV1::Start {
+                tracker,
+                target,
+                start,
+                end,
+            } => Effect::Start {
+                tracker: ProgressTrackerId(*tracker),
+                target: (*target).into(),
+                start: start.to_time()?,
+                end: opt_time(*end)?,
+            },
+            EffectV1::Increase {
+                tracker,
+                delta,
+                value,
+                target,
+                just_completed,
+            } => Effect::Increase {
+                tracker: ProgressTrackerId(*tracker),
+                delta: (*delta).into(),
+                value: (*value).into(),
+                target: (*target).into(),
+                just_completed: *just_completed,
+            },
+            EffectV1::Rollback {
+                tracker,
+                decrease_by,
+                current,
+                target,
+            } => Effect::Rollback {
+                tracker: ProgressTrackerId(*tracker),
+                decrease_by: (*decrease_by).into(),
+                current: (*current).into(),
+                target: (*target).into(),
+            },
+        })
+    }
+}
+
+impl TrackerV1 {
+    pub fn to_parts(&self) -> Result<TrackerParts, ModelError> {
+        Ok(TrackerParts {
+            tracker_base: self.tracker_base,
+            next_seq: self.next_seq,
+            current: self
+                .current
+                .as_ref()
+                .map(IterationV1::to_iteration)
+                .transpose()?,
+            history: self
+                .history
+                .iter()
+                .map(IterationV1::to_iteration)
+                .collect::<Result<_, _>>()?,
+            events: self
+                .events
+                .iter()
+                .map(|e| -> Result<(EventId, AppliedEvent), ModelError> {
+                    Ok((
+                        EventId::parse(&e.event_id, "/eventId").map_err(|e| bad(e.message))?,
+                        AppliedEvent {
+                            arrived: e.arrived.to_time()?,
+                            effects: e
+                                .effects
+                                .iter()
+                                .map(EffectV1::to_effect)
+                                .collect::<Result<_, _>>()?,
+                            rolled_back: e.rolled_back,
+                        },
+                    ))
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// A pair record as the engine uses it.
+#[derive(Debug, Clone)]
+pub struct PairRecord {
+    pub achievement: AchievementId,
+    pub customer: CustomerId,
+    pub pair_number: u64,
+    pub now: DateTime<Utc>,
+    pub campaign_running: bool,
+    pub op: PairRecordOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum PairRecordOp {
+    Increase(Increase),
+    Rollback(EventId),
+}
+
+impl From<&PairRecord> for PairRecordV1 {
+    fn from(r: &PairRecord) -> Self {
+        PairRecordV1 {
+            achievement: r.achievement.0,
+            customer: r.customer.as_str().to_string(),
+            pair_number: r.pair_number,
+            now: r.now.into(),
+            campaign_running: r.campaign_running,
+            op: match &r.op {
+                PairRecordOp::Increase(inc) => PairOpV1::Increase {
+                    delta: inc.delta.into(),
+                    at: inc.at.map(Into::into),
+                    event_id: inc.event_id.as_ref().map(|e| e.as_str().to_string()),
+                },
+                PairRecordOp::Rollback(id) => PairOpV1::Rollback {
+                    event_id: id.as_str().to_string(),
+                },
+            },
+        }
+    }
+}
+
+impl PairRecordV1 {
+    pub fn to_record(&self) -> Result<PairRecord, ModelError> {
+        let event = |s: &str| EventId::parse(s, "/eventId").map_err(|e| bad(e.message));
+        Ok(PairRecord {
+            achievement: AchievementId(self.achievement),
+            customer: CustomerId::parse(&self.customer, "/integrationId")
+                .map_err(|e| bad(e.message))?,
+            pair_number: self.pair_number,
+            now: self.now.to_time()?,
+            campaign_running: self.campaign_running,
+            op: match &self.op {
+                PairOpV1::Increase {
+                    delta,
+                    at,
+                    event_id,
+                } => PairRecordOp::Increase(Increase {
+                    delta: (*delta).into(),
+                    at: opt_time(*at)?,
+                    event_id: event_id.as_deref().map(event).transpose()?,
+                }),
+                PairOpV1::Rollback { event_id } => PairRecordOp::Rollback(event(event_id)?),
+            },
+        })
+    }
+}
+
+/// Keeps `Arc` in scope for callers that build entries from records.
+pub type Shared<T> = Arc<T>;

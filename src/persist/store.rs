@@ -1,0 +1,453 @@
+//! The store: restoring the engine from the data directory (newest valid
+//! snapshot, then the write-ahead logs after it) and taking snapshots while
+//! traffic flows.
+//!
+//! Data directory layout:
+//! - `snapshot-<id>.snap`: snapshots (the newest `keep` are kept);
+//! - `wal/catalog/`: the catalog's log; `wal/shard-<i>/`: each shard's log;
+//! - `management.key`: the generated management key, if any.
+//!
+//! Runs on plain threads and talks to shards by message
+//! (`futures_executor::block_on`), so a snapshot never blocks an arbiter.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_executor::block_on;
+
+use super::codec;
+use super::model::{CatalogRecordV1, PairRecordV1, PairV1};
+use super::snapshot::{self, HeaderV1, SnapshotError, SnapshotWriter};
+use super::wal::{self, Wal};
+use crate::clock;
+use crate::domain::{AchievementId, CustomerId};
+use crate::engine::catalog::CatalogState;
+use crate::engine::pair::PairKey;
+use crate::engine::shard::{AttachLog, LoadPairs, Replay, SnapshotBegin, SnapshotChunk};
+use crate::engine::Engine;
+
+/// Pairs per snapshot chunk: small enough that a shard answers other
+/// messages between chunks within a few milliseconds.
+const CHUNK_PAIRS: usize = 2048;
+/// Records per replay or load message.
+const BATCH: usize = 8192;
+/// Appends queued per log before callers are told it is full.
+const WAL_QUEUE: usize = 1 << 20;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("log record {lsn} in {log} cannot be read: {why}")]
+    Record { log: String, lsn: u64, why: String },
+    #[error("the engine did not answer: {0}")]
+    Engine(String),
+}
+
+/// A snapshot that was taken or is on disk.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub id: u64,
+    pub created: DateTime<Utc>,
+    pub pairs: u64,
+    pub bytes: u64,
+    pub duration: Option<Duration>,
+}
+
+/// What a restore found and did.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreReport {
+    pub snapshot: Option<u64>,
+    pub skipped_snapshots: Vec<(u64, String)>,
+    pub pairs: u64,
+    pub catalog_records: u64,
+    pub pair_records: u64,
+    pub duration: Duration,
+}
+
+/// The durable side of a running engine.
+pub struct Store {
+    dir: PathBuf,
+    keep: usize,
+    catalog_wal: Wal,
+    shard_wals: Vec<Wal>,
+    one_at_a_time: Mutex<()>,
+}
+
+fn shard_dir(dir: &Path, i: usize) -> PathBuf {
+    dir.join("wal").join(format!("shard-{i:03}"))
+}
+
+fn catalog_dir(dir: &Path) -> PathBuf {
+    dir.join("wal").join("catalog")
+}
+
+/// Checks that the data directory can be used; a clear startup error if not.
+pub fn check_dir(dir: &Path, shards: usize) -> Result<(), StoreError> {
+    let err = |source| StoreError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(err)?;
+    fs::read_dir(dir).map_err(err)?;
+    let wal_root = dir.join("wal");
+    fs::create_dir_all(&wal_root).map_err(err)?;
+    for entry in fs::read_dir(&wal_root).map_err(err)? {
+        let name = entry.map_err(err)?.file_name();
+        let index = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if index.is_some_and(|i| i >= shards) {
+            return Err(err(std::io::Error::other(format!(
+                "it holds a log for shard {:?} but this engine runs {shards} shards",
+                name
+            ))));
+        }
+    }
+    let probe = dir.join(".write-probe");
+    fs::write(&probe, b"ok").map_err(err)?;
+    fs::remove_file(&probe).map_err(err)?;
+    Ok(())
+}
+
+fn ask<M>(addr: &actix::Addr<crate::engine::shard::Shard>, msg: M) -> Result<M::Result, StoreError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    crate::engine::shard::Shard: actix::Handler<M>,
+{
+    block_on(addr.send(msg)).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
+impl Store {
+    /// Restores the newest valid snapshot and replays the logs after it,
+    /// then opens the logs for appending. Blocking; call it off the arbiters.
+    pub fn restore(
+        engine: &Engine,
+        dir: &Path,
+        keep: usize,
+    ) -> Result<(Store, RestoreReport), StoreError> {
+        let started = Instant::now();
+        let shards = engine.shard_addrs().len();
+        check_dir(dir, shards)?;
+        snapshot::remove_temporaries(dir)?;
+        let mut report = RestoreReport::default();
+
+        // 1. The newest snapshot that passes its checks.
+        let mut loaded: Option<(HeaderV1, CatalogState, Vec<PairV1>)> = None;
+        for file in snapshot::list(dir)?.iter().rev() {
+            let mut pairs = Vec::new();
+            let result = snapshot::read(&file.path, |chunk| {
+                pairs.extend(chunk);
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|(header, catalog)| {
+                catalog
+                    .to_state()
+                    .map(|state| (header, state))
+                    .map_err(|e| e.to_string())
+            });
+            match result {
+                Ok((header, state)) => {
+                    tracing::info!(id = file.id, pairs = header.pairs, "restoring snapshot");
+                    report.snapshot = Some(file.id);
+                    loaded = Some((header, state, pairs));
+                    break;
+                }
+                Err(why) => {
+                    tracing::error!(path = %file.path.display(), error = %why, "skipping an unreadable snapshot");
+                    report.skipped_snapshots.push((file.id, why));
+                }
+            }
+        }
+        let (header, state, pairs) = loaded.unwrap_or_else(|| {
+            (
+                HeaderV1 {
+                    created_secs: 0,
+                    created_nanos: 0,
+                    catalog_lsn: 0,
+                    shard_lsns: Vec::new(),
+                    pair_numbers: 0,
+                    pairs: 0,
+                    body_len: 0,
+                    body_crc: 0,
+                },
+                CatalogState::default(),
+                Vec::new(),
+            )
+        });
+        engine.catalog.replace(state);
+        engine.shared().raise_pair_numbers(header.pair_numbers);
+
+        // 2. Catalog changes after the snapshot.
+        let catalog_log = catalog_dir(dir);
+        let mut failure = None;
+        let last = wal::read_from(&catalog_log, header.catalog_lsn, |lsn, bytes| {
+            if failure.is_some() {
+                return;
+            }
+            match codec::decode::<CatalogRecordV1>(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.to_record().map_err(|e| e.to_string()))
+            {
+                Ok(record) => {
+                    engine.catalog.apply(&record);
+                    report.catalog_records += 1;
+                }
+                Err(why) => {
+                    failure = Some(StoreError::Record {
+                        log: "catalog".into(),
+                        lsn,
+                        why,
+                    })
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let catalog_next = (last + 1).max(header.catalog_lsn).max(1);
+
+        // 3. Pairs of the snapshot, to the shards that now own them.
+        let mut buckets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        for pair in pairs {
+            let Some(entry) = engine
+                .catalog
+                .read()
+                .achievements
+                .get(&AchievementId(pair.achievement))
+                .cloned()
+            else {
+                continue;
+            };
+            let customer = CustomerId::parse(&pair.customer, "/integrationId").map_err(|e| {
+                StoreError::Record {
+                    log: "snapshot".into(),
+                    lsn: 0,
+                    why: e.message,
+                }
+            })?;
+            let parts = pair.tracker.to_parts().map_err(|e| StoreError::Record {
+                log: "snapshot".into(),
+                lsn: 0,
+                why: e.to_string(),
+            })?;
+            let shard = engine.shard_for(entry.application_id, &customer);
+            buckets[shard].push((
+                PairKey {
+                    achievement: entry.achievement.id,
+                    customer,
+                },
+                parts,
+                pair.last_lsn,
+            ));
+            report.pairs += 1;
+            if buckets[shard].len() >= BATCH {
+                let batch = std::mem::take(&mut buckets[shard]);
+                ask(&engine.shard_addrs()[shard], LoadPairs { pairs: batch })?;
+            }
+        }
+        for (shard, batch) in buckets.into_iter().enumerate() {
+            if !batch.is_empty() {
+                ask(&engine.shard_addrs()[shard], LoadPairs { pairs: batch })?;
+            }
+        }
+
+        // 4. Pair changes after the snapshot, shard log by shard log.
+        let mut next_lsns = Vec::with_capacity(shards);
+        for i in 0..shards {
+            let from = header.shard_lsns.get(i).copied().unwrap_or(0);
+            let log = shard_dir(dir, i);
+            let mut batch = Vec::new();
+            let mut failure = None;
+            let addr = &engine.shard_addrs()[i];
+            let last = wal::read_from(&log, from, |lsn, bytes| {
+                if failure.is_some() {
+                    return;
+                }
+                let record = match codec::decode::<PairRecordV1>(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.to_record().map_err(|e| e.to_string()))
+                {
+                    Ok(r) => r,
+                    Err(why) => {
+                        failure = Some(StoreError::Record {
+                            log: format!("shard-{i:03}"),
+                            lsn,
+                            why,
+                        });
+                        return;
+                    }
+                };
+                engine.shared().raise_pair_numbers(record.pair_number);
+                let Some(entry) = engine
+                    .catalog
+                    .read()
+                    .achievements
+                    .get(&record.achievement)
+                    .cloned()
+                else {
+                    return; // its achievement was deleted since
+                };
+                batch.push((lsn, record, entry));
+                if batch.len() >= BATCH {
+                    let records = std::mem::take(&mut batch);
+                    report.pair_records += records.len() as u64;
+                    if let Err(e) = ask(addr, Replay { records }) {
+                        failure = Some(e);
+                    }
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if !batch.is_empty() {
+                report.pair_records += batch.len() as u64;
+                ask(addr, Replay { records: batch })?;
+            }
+            next_lsns.push((last + 1).max(from).max(1));
+        }
+
+        // 5. Open the logs for new records.
+        let catalog_wal = Wal::open(&catalog_log, catalog_next, WAL_QUEUE)?;
+        block_on(engine.attach_catalog_log(catalog_wal.clone(), catalog_next));
+        let mut shard_wals = Vec::with_capacity(shards);
+        for (i, next_lsn) in next_lsns.into_iter().enumerate() {
+            let wal = Wal::open(&shard_dir(dir, i), next_lsn, WAL_QUEUE)?;
+            ask(
+                &engine.shard_addrs()[i],
+                AttachLog {
+                    wal: wal.clone(),
+                    next_lsn,
+                },
+            )?;
+            shard_wals.push(wal);
+        }
+        report.duration = started.elapsed();
+        tracing::info!(
+            snapshot = ?report.snapshot,
+            pairs = report.pairs,
+            catalog_records = report.catalog_records,
+            pair_records = report.pair_records,
+            millis = report.duration.as_millis() as u64,
+            "restore finished"
+        );
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                keep: keep.max(1),
+                catalog_wal,
+                shard_wals,
+                one_at_a_time: Mutex::new(()),
+            },
+            report,
+        ))
+    }
+
+    /// The logs (catalog first), for metrics.
+    pub fn wals(&self) -> impl Iterator<Item = &Wal> {
+        std::iter::once(&self.catalog_wal).chain(self.shard_wals.iter())
+    }
+
+    /// Takes a snapshot while traffic flows: the catalog at a log position,
+    /// then each shard chunk by chunk. Blocking; one at a time.
+    pub fn snapshot(&self, engine: &Engine) -> Result<SnapshotInfo, StoreError> {
+        let _one = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let created = clock::now();
+        let id = snapshot::list(&self.dir)?.last().map_or(1, |s| s.id + 1);
+        let (catalog, catalog_lsn) = engine.catalog_at_position();
+        let mut writer = SnapshotWriter::create(&self.dir, id, engine.shard_addrs().len())?;
+        writer.write_catalog(&catalog)?;
+        let mut shard_lsns = Vec::new();
+        for addr in engine.shard_addrs() {
+            let begin = ask(addr, SnapshotBegin)?;
+            shard_lsns.push(begin.next_lsn);
+            let mut from = 0;
+            loop {
+                let chunk = ask(
+                    addr,
+                    SnapshotChunk {
+                        from,
+                        max: CHUNK_PAIRS,
+                        token: begin.token,
+                    },
+                )?
+                .map_err(|e| StoreError::Engine(e.to_string()))?;
+                if chunk.pairs > 0 {
+                    writer.write_chunk(&chunk.bytes, chunk.pairs)?;
+                }
+                from = chunk.next;
+                if chunk.done {
+                    break;
+                }
+            }
+        }
+        let (_, bytes, pairs) = writer.finish(
+            created,
+            catalog_lsn,
+            shard_lsns,
+            engine.shared().pair_numbers(),
+        )?;
+        let kept = snapshot::retain_newest(&self.dir, self.keep)?;
+        if let Some(oldest) = kept.first() {
+            let header = snapshot::read_header(&oldest.path)?;
+            self.catalog_wal.prune(header.catalog_lsn);
+            for (wal, lsn) in self.shard_wals.iter().zip(&header.shard_lsns) {
+                wal.prune(*lsn);
+            }
+        }
+        let duration = started.elapsed();
+        tracing::info!(
+            id,
+            pairs,
+            bytes,
+            millis = duration.as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(SnapshotInfo {
+            id,
+            created,
+            pairs,
+            bytes,
+            duration: Some(duration),
+        })
+    }
+
+    /// The snapshots on disk, newest first.
+    pub fn list(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let mut out = Vec::new();
+        for file in snapshot::list(&self.dir)?.iter().rev() {
+            let bytes = fs::metadata(&file.path)?.len();
+            match snapshot::read_header(&file.path) {
+                Ok(h) => out.push(SnapshotInfo {
+                    id: file.id,
+                    created: h.created(),
+                    pairs: h.pairs,
+                    bytes,
+                    duration: None,
+                }),
+                Err(e) => {
+                    tracing::warn!(path = %file.path.display(), error = %e, "unreadable snapshot header")
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Keeps `Arc<Store>` handy for the server.
+pub type SharedStore = Arc<Store>;
