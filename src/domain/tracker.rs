@@ -154,6 +154,9 @@ pub struct PairTracker {
     /// Past iterations, newest first.
     history: VecDeque<Iteration>,
     events: HashMap<EventId, AppliedEvent>,
+    /// The earliest arrival among `events`, so forgetting old ids scans only
+    /// when something is due.
+    oldest_event: Option<DateTime<Utc>>,
 }
 
 /// The raw parts of a tracker, for snapshots.
@@ -182,6 +185,7 @@ impl PairTracker {
             next_seq: parts.next_seq,
             current: parts.current,
             history: parts.history.into(),
+            oldest_event: parts.events.iter().map(|(_, e)| e.arrived).min(),
             events: parts.events.into_iter().collect(),
         }
     }
@@ -258,7 +262,10 @@ impl PairTracker {
     }
 
     fn forget_old_events(&mut self, now: DateTime<Utc>, retention: Duration) {
-        self.events.retain(|_, e| e.arrived + retention > now);
+        if self.oldest_event.is_some_and(|o| o + retention <= now) {
+            self.events.retain(|_, e| e.arrived + retention > now);
+            self.oldest_event = self.events.values().map(|e| e.arrived).min();
+        }
     }
 
     /// Applies an increase (SPEC §3 "Where an event lands" and "Applying it").
@@ -409,6 +416,7 @@ impl PairTracker {
             }
         }
         if let Some(id) = &inc.event_id {
+            self.oldest_event = Some(self.oldest_event.map_or(now, |o| o.min(now)));
             self.events.insert(
                 id.clone(),
                 AppliedEvent {
