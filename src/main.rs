@@ -20,11 +20,17 @@ async fn main() -> anyhow::Result<()> {
     let handle = running.server.handle();
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
     let restored = running.restored;
+    let on_failure = handle.clone();
     actix_web::rt::spawn(async move {
         if let Ok(Err(e)) = restored.await {
             let _ = failed_tx.send(e);
-            handle.stop(false).await;
+            on_failure.stop(false).await;
         }
+    });
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining requests, then a final snapshot");
+        handle.stop(true).await;
     });
     running.server.await?;
     running.stopping.store(true, Ordering::Relaxed);
@@ -45,4 +51,29 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

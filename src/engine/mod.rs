@@ -15,8 +15,6 @@ pub mod keys;
 pub mod pair;
 pub mod shard;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +104,7 @@ impl Stats {
 /// State shared by the engine facade, its shards and pair actors.
 pub struct Shared {
     pub limits: Limits,
-    pub routes: DashMap<PairKey, Addr<PairActor>>,
+    pub routes: DashMap<PairKey, Addr<PairActor>, ahash::RandomState>,
     pub stats: Stats,
     pub idle_after: Duration,
     pub queue_capacity: usize,
@@ -129,6 +127,20 @@ impl Shared {
     pub fn raise_pair_numbers(&self, n: u64) {
         self.pair_numbers.fetch_max(n, Ordering::Relaxed);
     }
+}
+
+/// The hash that places a customer in a shard: FNV-1a over the application
+/// id and the customer id. It must never change, because each shard's log
+/// holds the records of the pairs this hash gave it (std's hasher is not
+/// guaranteed stable across Rust versions).
+pub fn partition_hash(app: ApplicationId, customer: &CustomerId) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    app.0
+        .to_le_bytes()
+        .iter()
+        .chain(customer.as_str().as_bytes())
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
 /// Holds a shard's admission slots until the work is done.
@@ -169,7 +181,7 @@ impl Engine {
         let n = config.shards.max(1);
         let shared = Arc::new(Shared {
             limits: config.limits,
-            routes: DashMap::new(),
+            routes: DashMap::default(),
             stats: Stats::default(),
             idle_after: config.idle_after,
             queue_capacity: config.queue_capacity,
@@ -384,10 +396,7 @@ impl Engine {
     }
 
     fn shard_of(&self, app: ApplicationId, customer: &CustomerId) -> usize {
-        let mut h = DefaultHasher::new();
-        app.hash(&mut h);
-        customer.hash(&mut h);
-        (h.finish() % self.shards.len() as u64) as usize
+        (partition_hash(app, customer) % self.shards.len() as u64) as usize
     }
 
     fn admit(&self, shard: usize, n: usize) -> Result<Admission<'_>, EngineError> {
@@ -440,34 +449,55 @@ impl Engine {
         inputs: Vec<EventInput>,
     ) -> Result<Vec<Result<EventResult, EngineError>>, EngineError> {
         let n = inputs.len();
-        let mut per_shard: Vec<(Vec<usize>, Vec<PairOp>)> = (0..self.shards.len())
-            .map(|_| (Vec::new(), Vec::new()))
+        let mut per_shard: Vec<(Vec<usize>, PairBatch)> = (0..self.shards.len())
+            .map(|_| {
+                (
+                    Vec::new(),
+                    PairBatch {
+                        entries: Vec::new(),
+                        ops: Vec::new(),
+                    },
+                )
+            })
             .collect();
         for (i, input) in inputs.into_iter().enumerate() {
             let shard = self.shard_of(input.entry.application_id, &input.customer);
-            per_shard[shard].0.push(i);
-            per_shard[shard].1.push(shard::increase_op(
+            let (idx, batch) = &mut per_shard[shard];
+            idx.push(i);
+            // Batches usually address a few achievements: share one `Arc` each.
+            let entry = match batch
+                .entries
+                .iter()
+                .position(|e| Arc::ptr_eq(e, &input.entry))
+            {
+                Some(p) => p,
+                None => {
+                    batch.entries.push(input.entry.clone());
+                    batch.entries.len() - 1
+                }
+            };
+            batch.ops.push((
                 PairKey {
                     achievement: input.entry.achievement.id,
                     customer: input.customer,
                 },
-                input.entry,
-                input.increase,
+                OpKind::Increase(input.increase),
+                entry,
             ));
         }
         let mut admissions = Vec::new();
-        for (shard, (_, ops)) in per_shard.iter().enumerate() {
-            if !ops.is_empty() {
-                admissions.push(self.admit(shard, ops.len())?);
+        for (shard, (_, batch)) in per_shard.iter().enumerate() {
+            if !batch.ops.is_empty() {
+                admissions.push(self.admit(shard, batch.ops.len())?);
             }
         }
         let sends = per_shard
             .into_iter()
             .enumerate()
-            .filter(|(_, (_, ops))| !ops.is_empty())
-            .map(|(shard, (idx, ops))| {
+            .filter(|(_, (_, batch))| !batch.ops.is_empty())
+            .map(|(shard, (idx, batch))| {
                 let addr = self.shards[shard].clone();
-                async move { (idx, addr.send(PairBatch { ops }).await) }
+                async move { (idx, addr.send(batch).await) }
             });
         let answers = futures_util::future::join_all(sends).await;
         let mut results: Vec<Option<Result<EventResult, EngineError>>> = vec![None; n];

@@ -15,6 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,6 +50,8 @@ pub struct PairCell {
     pub last_active: Cell<Instant>,
     /// The LSN of the last record of this pair in its shard's log.
     pub last_lsn: Cell<u64>,
+    /// The deadline this pair has in its shard's timer set, if any.
+    pub armed: Cell<Option<DateTime<Utc>>>,
 }
 
 impl PairCell {
@@ -57,6 +60,7 @@ impl PairCell {
             tracker: RefCell::new(tracker),
             last_active: Cell::new(Instant::now()),
             last_lsn: Cell::new(0),
+            armed: Cell::new(None),
         })
     }
 }
@@ -81,7 +85,7 @@ impl ShardLog {
     pub fn record(
         &self,
         cell: &PairCell,
-        op: &PairOp,
+        op: OpRef<'_>,
         now: DateTime<Utc>,
         campaign_running: bool,
     ) -> Result<Option<Record>, EngineError> {
@@ -94,7 +98,7 @@ impl ShardLog {
             pair_number: cell.tracker.borrow().pair_number(),
             now,
             campaign_running,
-            op: match &op.kind {
+            op: match op.kind {
                 OpKind::Increase(inc) => PairRecordOp::Increase(inc.clone()),
                 OpKind::Rollback(id) => PairRecordOp::Rollback(id.clone()),
                 #[cfg(test)]
@@ -107,6 +111,29 @@ impl ShardLog {
         self.next_lsn.set(lsn + 1);
         cell.last_lsn.set(lsn);
         Ok(Some((lsn, bytes)))
+    }
+
+    /// Resolves once the log is durable up to `lsn` (`None` if it is already).
+    pub fn durable_after(&self, lsn: u64) -> Result<Option<Durable>, EngineError> {
+        match self.wal.borrow().as_ref() {
+            Some(wal) if lsn > 0 && wal.stats.durable_lsn.load(Ordering::Acquire) < lsn => {
+                wal.barrier().map(Some).map_err(|e| {
+                    tracing::error!(error = %e, "cannot wait for the log");
+                    EngineError::Unavailable("the write-ahead log cannot take writes now")
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Queues the records of a step (or waits for `wait` to be durable when
+    /// there are none); the answer resolves once durable.
+    pub fn settle(&self, records: Vec<Record>, wait: u64) -> Result<Option<Durable>, EngineError> {
+        if records.is_empty() {
+            self.durable_after(wait)
+        } else {
+            self.append(records)
+        }
     }
 
     /// Hands numbered records to the log; the answer resolves once durable.
@@ -124,8 +151,10 @@ impl ShardLog {
     }
 }
 
-/// A step's answer and the log record of its change, if it changed anything.
-pub type StepOutcome = Result<(EventResult, Option<Record>), EngineError>;
+/// A step's answer, the log record of its change (if it changed anything),
+/// and the LSN that must be durable before the answer may be given (a
+/// duplicate's original may still be on its way to disk; 0 = none).
+pub type StepOutcome = Result<(EventResult, Option<Record>, u64), EngineError>;
 
 /// Waits until a change is durable, then answers.
 pub async fn after_durable<T>(durable: Option<Durable>, answer: T) -> Result<T, EngineError> {
@@ -166,11 +195,30 @@ impl Message for PairOp {
     type Result = Result<EventResult, EngineError>;
 }
 
+/// A borrowed operation: what one step needs, without cloning the entry
+/// (bulk paths share one `Arc` per batch rather than one per event).
+#[derive(Clone, Copy)]
+pub struct OpRef<'a> {
+    pub key: &'a PairKey,
+    pub entry: &'a AchievementEntry,
+    pub kind: &'a OpKind,
+}
+
+impl PairOp {
+    pub fn as_ref(&self) -> OpRef<'_> {
+        OpRef {
+            key: &self.key,
+            entry: &self.entry,
+            kind: &self.kind,
+        }
+    }
+}
+
 /// Applies one operation to a pair's state: the only call into the domain.
 /// A panic inside the domain is caught, logged and counted; the state is left
 /// as the domain left it (it validates before it mutates). An applied change
 /// is numbered and returned as a log record to append.
-pub fn run_op(cell: &PairCell, op: &PairOp, shared: &Shared, log: &ShardLog) -> StepOutcome {
+pub fn run_op(cell: &PairCell, op: OpRef<'_>, shared: &Shared, log: &ShardLog) -> StepOutcome {
     if !op.entry.is_alive() {
         return Err(EngineError::not_found("achievement", "achievementId"));
     }
@@ -182,13 +230,18 @@ pub fn run_op(cell: &PairCell, op: &PairOp, shared: &Shared, log: &ShardLog) -> 
     } else {
         None
     };
-    Ok((result, record))
+    let wait = if result.outcome == Outcome::Duplicate {
+        cell.last_lsn.get()
+    } else {
+        0
+    };
+    Ok((result, record, wait))
 }
 
 /// The domain step with a given time and campaign state (live and replay).
 pub fn apply_op(
     cell: &PairCell,
-    op: &PairOp,
+    op: OpRef<'_>,
     shared: &Shared,
     now: DateTime<Utc>,
     campaign_running: bool,
@@ -202,7 +255,7 @@ pub fn apply_op(
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut tracker = cell.tracker.borrow_mut();
-        let result = match &op.kind {
+        let result = match op.kind {
             OpKind::Increase(inc) => tracker.apply(&ctx, inc)?,
             OpKind::Rollback(id) => tracker.rollback(&ctx, id),
             #[cfg(test)]
@@ -301,7 +354,7 @@ impl Handler<PairOp> for PairActor {
     type Result = ResponseFuture<Result<EventResult, EngineError>>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
-        let outcome = run_op(&self.cell, &op, &self.shared, &self.log);
+        let outcome = run_op(&self.cell, op.as_ref(), &self.shared, &self.log);
         if matches!(outcome, Err(EngineError::Internal(_))) {
             // Restart from the last state: the shard drops this actor and
             // activates a fresh one on the next message.
@@ -321,8 +374,8 @@ pub fn respond(
     outcome: StepOutcome,
     log: &ShardLog,
 ) -> ResponseFuture<Result<EventResult, EngineError>> {
-    let queued = outcome.and_then(|(result, record)| {
-        let durable = log.append(record.into_iter().collect())?;
+    let queued = outcome.and_then(|(result, record, wait)| {
+        let durable = log.settle(record.into_iter().collect(), wait)?;
         Ok((result, durable))
     });
     Box::pin(async move {

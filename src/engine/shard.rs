@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
 use super::pair::{
-    after_durable, apply_op, respond, run_op, OpKind, PairActor, PairCell, PairKey, PairOp,
+    after_durable, apply_op, respond, run_op, OpKind, OpRef, PairActor, PairCell, PairKey, PairOp,
     Passivate, ShardLog, StepOutcome,
 };
 use super::Shared;
@@ -32,6 +32,8 @@ use crate::persist::wal::Wal;
 
 /// How often the shard fires due timers and looks for idle actors.
 const TICK: Duration = Duration::from_millis(500);
+/// A pair gets an actor when a message follows its previous one this soon.
+const ACTIVATE_WITHIN: Duration = Duration::from_secs(1);
 
 struct Slot {
     cell: Rc<PairCell>,
@@ -39,10 +41,13 @@ struct Slot {
 }
 
 /// The supervisor actor of one shard.
+/// A fast hasher seeded per process (keys come from clients).
+type Hasher = ahash::RandomState;
+
 pub struct Shard {
     index: usize,
-    pairs: IndexMap<PairKey, Slot>,
-    active: HashSet<PairKey>,
+    pairs: IndexMap<PairKey, Slot, Hasher>,
+    active: HashSet<PairKey, Hasher>,
     timers: BTreeSet<(DateTime<Utc>, PairKey)>,
     log: Rc<ShardLog>,
     /// Bumped when pairs are removed, which moves positions in `pairs` and so
@@ -55,8 +60,8 @@ impl Shard {
     pub fn new(index: usize, shared: Arc<Shared>) -> Shard {
         Shard {
             index,
-            pairs: IndexMap::new(),
-            active: HashSet::new(),
+            pairs: IndexMap::default(),
+            active: HashSet::default(),
             timers: BTreeSet::new(),
             log: ShardLog::new(),
             removals: 0,
@@ -64,54 +69,66 @@ impl Shard {
         }
     }
 
-    /// Creates a pair's slot if it is missing.
-    fn ensure(&mut self, key: &PairKey, number: impl FnOnce() -> u64) -> (&Slot, bool) {
-        let created = !self.pairs.contains_key(key);
-        if created {
-            self.pairs.insert(
-                key.clone(),
-                Slot {
-                    cell: PairCell::new(PairTracker::new(number())),
-                    actor: None,
-                },
-            );
+    /// The position of a pair's slot, created if it is missing.
+    fn ensure(&mut self, key: &PairKey, number: impl FnOnce() -> u64) -> (usize, bool) {
+        match self.pairs.get_index_of(key) {
+            Some(i) => (i, false),
+            None => {
+                let (i, _) = self.pairs.insert_full(
+                    key.clone(),
+                    Slot {
+                        cell: PairCell::new(PairTracker::new(number())),
+                        actor: None,
+                    },
+                );
+                (i, true)
+            }
         }
-        (&self.pairs[key], created)
     }
 
-    /// Keeps a new pair only if it has progress; arms the passive timer.
-    fn settle(&mut self, key: &PairKey, created: bool) {
-        let Some(slot) = self.pairs.get(key) else {
+    /// After a step on the pair at `index`: keeps a new pair only if it has
+    /// progress, and arms the shard timer of a passive pair whose deadline
+    /// changed.
+    fn settle(&mut self, index: usize, created: bool) {
+        let Some((key, slot)) = self.pairs.get_index(index) else {
             return;
         };
         let (keep, deadline) = {
             let tracker = slot.cell.tracker.borrow();
             (tracker.has_progress(), tracker.next_deadline())
         };
-        let passive = slot.actor.is_none();
         if created && !keep {
-            self.pairs.swap_remove(key);
+            // The new slot is the last one, so removing it moves nothing.
+            self.pairs.swap_remove_index(index);
             return;
         }
         if created {
             self.shared.stats.pair_added(self.index);
         }
-        if let (true, Some(at)) = (passive, deadline) {
-            self.timers.insert((at, key.clone()));
+        if slot.actor.is_none() && deadline.is_some() && slot.cell.armed.get() != deadline {
+            slot.cell.armed.set(deadline);
+            if let Some(at) = deadline {
+                self.timers.insert((at, key.clone()));
+            }
         }
     }
 
-    /// Runs an operation on a pair in this shard's thread.
-    fn run_inline(&mut self, op: &PairOp) -> StepOutcome {
-        if !self.pairs.contains_key(&op.key) && matches!(op.kind, OpKind::Rollback(_)) {
-            return Ok((EventResult::rejected(Reason::UnknownEvent), None));
+    /// Runs an operation on a pair in this shard's thread. Returns the
+    /// pair's position (if it exists after the step) with the outcome.
+    fn run_inline(&mut self, op: OpRef<'_>) -> (Option<usize>, StepOutcome) {
+        if matches!(op.kind, OpKind::Rollback(_)) && !self.pairs.contains_key(op.key) {
+            return (
+                None,
+                Ok((EventResult::rejected(Reason::UnknownEvent), None, 0)),
+            );
         }
         let shared = self.shared.clone();
-        let (slot, created) = self.ensure(&op.key, || shared.next_pair_number());
-        let cell = slot.cell.clone();
+        let (index, created) = self.ensure(op.key, || shared.next_pair_number());
+        let cell = self.pairs[index].cell.clone();
         let outcome = run_op(&cell, op, &self.shared, &self.log);
-        self.settle(&op.key, created);
-        outcome
+        self.settle(index, created);
+        let kept = index < self.pairs.len();
+        (kept.then_some(index), outcome)
     }
 
     fn activate(&mut self, key: &PairKey, ctx: &mut Context<Self>) {
@@ -139,7 +156,9 @@ impl Shard {
         self.shared.routes.remove(key);
         let slot = self.pairs.get_mut(key)?;
         let actor = slot.actor.take();
-        if let Some(at) = slot.cell.tracker.borrow().next_deadline() {
+        let deadline = slot.cell.tracker.borrow().next_deadline();
+        slot.cell.armed.set(deadline);
+        if let Some(at) = deadline {
             self.timers.insert((at, key.clone()));
         }
         actor
@@ -155,6 +174,7 @@ impl Shard {
                 break;
             };
             if let Some(slot) = self.pairs.get(&key).filter(|s| s.actor.is_none()) {
+                slot.cell.armed.set(None);
                 if slot.cell.tracker.borrow_mut().tick(now) {
                     self.shared.stats.count_expiry();
                 }
@@ -195,12 +215,20 @@ impl Handler<PairOp> for Shard {
     type Result = ResponseFuture<Result<EventResult, EngineError>>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
-        let outcome = self.run_inline(&op);
+        // A pair whose previous message came within `ACTIVATE_WITHIN` is hot:
+        // it gets an actor, so its next messages skip the shard. Cold pairs
+        // are served here without one, which keeps scattered traffic over
+        // millions of pairs from creating an actor per event.
+        let hot = self
+            .pairs
+            .get(&op.key)
+            .is_some_and(|s| s.cell.last_active.get().elapsed() < ACTIVATE_WITHIN);
+        let (index, outcome) = self.run_inline(op.as_ref());
         if matches!(outcome, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&op.key) {
                 actor.do_send(Passivate);
             }
-        } else if self.pairs.contains_key(&op.key) {
+        } else if hot && index.is_some() {
             self.activate(&op.key, ctx);
         }
         respond(outcome, &self.log)
@@ -211,7 +239,9 @@ impl Handler<PairOp> for Shard {
 /// activating actors (bulk traffic would otherwise fill memory with actors),
 /// made durable together.
 pub struct PairBatch {
-    pub ops: Vec<PairOp>,
+    /// The achievements the ops refer to (by position).
+    pub entries: Vec<Arc<AchievementEntry>>,
+    pub ops: Vec<(PairKey, OpKind, usize)>,
 }
 
 impl Message for PairBatch {
@@ -223,17 +253,24 @@ impl Handler<PairBatch> for Shard {
 
     fn handle(&mut self, batch: PairBatch, _: &mut Self::Context) -> Self::Result {
         let mut records = Vec::new();
+        let mut wait = 0;
         let results: Vec<_> = batch
             .ops
             .iter()
-            .map(|op| {
-                self.run_inline(op).map(|(result, record)| {
+            .map(|(key, kind, entry)| {
+                let op = OpRef {
+                    key,
+                    entry: &batch.entries[*entry],
+                    kind,
+                };
+                self.run_inline(op).1.map(|(result, record, w)| {
                     records.extend(record);
+                    wait = wait.max(w);
                     result
                 })
             })
             .collect();
-        let durable = self.log.append(records);
+        let durable = self.log.settle(records, wait);
         Box::pin(async move { after_durable(durable?, results).await })
     }
 }
@@ -379,19 +416,6 @@ impl Handler<DropAchievement> for Shard {
     }
 }
 
-/// Builds an increase op; a small helper for callers.
-pub fn increase_op(
-    key: PairKey,
-    entry: Arc<AchievementEntry>,
-    inc: crate::domain::Increase,
-) -> PairOp {
-    PairOp {
-        key,
-        entry,
-        kind: OpKind::Increase(inc),
-    }
-}
-
 // ---- snapshots ----
 
 /// Starts this shard's part of a snapshot: the log position from which
@@ -491,7 +515,9 @@ impl Handler<LoadPairs> for Shard {
         for (key, parts, last_lsn) in msg.pairs {
             let cell = PairCell::new(PairTracker::from_parts(parts));
             cell.last_lsn.set(last_lsn);
-            if let Some(at) = cell.tracker.borrow().next_deadline() {
+            let deadline = cell.tracker.borrow().next_deadline();
+            cell.armed.set(deadline);
+            if let Some(at) = deadline {
                 self.timers.insert((at, key.clone()));
             }
             if self.pairs.insert(key, Slot { cell, actor: None }).is_none() {
@@ -521,8 +547,8 @@ impl Handler<Replay> for Shard {
                 achievement: record.achievement,
                 customer: record.customer.clone(),
             };
-            let (slot, created) = self.ensure(&key, || record.pair_number);
-            let cell = slot.cell.clone();
+            let (index, created) = self.ensure(&key, || record.pair_number);
+            let cell = self.pairs[index].cell.clone();
             if cell.last_lsn.get() >= lsn {
                 continue;
             }
@@ -536,7 +562,7 @@ impl Handler<Replay> for Shard {
             };
             if let Err(e) = apply_op(
                 &cell,
-                &op,
+                op.as_ref(),
                 &self.shared,
                 record.now,
                 record.campaign_running,
@@ -545,7 +571,7 @@ impl Handler<Replay> for Shard {
             }
             cell.last_lsn.set(lsn);
             applied += 1;
-            self.settle(&key, created);
+            self.settle(index, created);
         }
         applied
     }

@@ -71,6 +71,9 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
             .default_service(web::to(super::not_found))
     })
     .workers(workers)
+    // The binary handles SIGTERM/SIGINT itself: actix's own handling stops
+    // the whole actix system, shards included, before the final snapshot.
+    .disable_signals()
     .bind(settings.listen)
     .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = *server

@@ -730,3 +730,6 @@ impl PairRecordV1 {
 
 /// Keeps `Arc` in scope for callers that build entries from records.
 pub type Shared<T> = Arc<T>;
+
+#[cfg(test)]
+mod tests;

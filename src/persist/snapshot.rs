@@ -1,9 +1,10 @@
 //! Snapshot files: a versioned, checksummed binary image of the engine.
 //!
 //! Layout: `magic "ACHVSNAP" | version u32 LE | header length u32 LE |
-//! header | body`. The header (fixed-width encoding, so it can be written
-//! last in place) holds the creation time, the log positions the snapshot
-//! covers, counts, the body length and its CRC-32. The body is a sequence of
+//! header | header CRC-32 u32 LE | body`. The header (fixed-width encoding,
+//! so it can be written last in place) holds the creation time, the log
+//! positions the snapshot covers, counts, the body length and its CRC-32; its
+//! own CRC makes a damaged log position an error rather than a silent skip. The body is a sequence of
 //! length-prefixed sections: the catalog, then chunks of pairs.
 //!
 //! Writing is crash-safe: a temporary file in the same directory, fsync,
@@ -42,6 +43,8 @@ pub enum SnapshotError {
     Truncated,
     #[error("snapshot checksum does not match its body")]
     Checksum,
+    #[error("snapshot header checksum does not match the header")]
+    HeaderChecksum,
     #[error("snapshot cannot be decoded: {0}")]
     Decode(String),
 }
@@ -161,6 +164,7 @@ impl SnapshotWriter {
         out.write_all(&CURRENT_VERSION.to_le_bytes())?;
         out.write_all(&(header.len() as u32).to_le_bytes())?;
         out.write_all(&header)?;
+        out.write_all(&[0u8; 4])?;
         Ok(SnapshotWriter {
             out: Some(out),
             tmp,
@@ -229,11 +233,12 @@ impl SnapshotWriter {
         let mut file = out.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(PREFIX as u64))?;
         file.write_all(&bytes)?;
+        file.write_all(&codec::crc32(&bytes).to_le_bytes())?;
         file.sync_all()?;
         drop(file);
         fs::rename(&self.tmp, &self.path)?;
         File::open(&self.dir)?.sync_all()?;
-        let size = (PREFIX + self.header_len) as u64 + self.body_len;
+        let size = (PREFIX + self.header_len + 4) as u64 + self.body_len;
         Ok((self.path.clone(), size, self.pairs))
     }
 }
@@ -261,6 +266,11 @@ fn read_prefix(r: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> {
     }
     let mut header = vec![0u8; header_len];
     r.read_exact(&mut header).map_err(eof_is_truncation)?;
+    let mut crc = [0u8; 4];
+    r.read_exact(&mut crc).map_err(eof_is_truncation)?;
+    if u32::from_le_bytes(crc) != codec::crc32(&header) {
+        return Err(SnapshotError::HeaderChecksum);
+    }
     Ok((version, header))
 }
 
@@ -292,11 +302,15 @@ pub fn read(
     let total = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
     let (_, raw) = read_prefix(&mut r)?;
-    let body_start = (PREFIX + raw.len()) as u64;
-    if total < body_start + header.body_len {
+    let body_start = (PREFIX + raw.len() + 4) as u64;
+    // A corrupt header may claim any length: no overflow, just truncation.
+    let body_end = body_start
+        .checked_add(header.body_len)
+        .ok_or(SnapshotError::Truncated)?;
+    if total < body_end {
         return Err(SnapshotError::Truncated);
     }
-    if total > body_start + header.body_len {
+    if total > body_end {
         return Err(SnapshotError::Decode(
             "trailing bytes after the body".into(),
         ));

@@ -451,3 +451,6 @@ impl Store {
 
 /// Keeps `Arc<Store>` handy for the server.
 pub type SharedStore = Arc<Store>;
+
+#[cfg(test)]
+mod tests;

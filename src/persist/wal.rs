@@ -59,6 +59,10 @@ enum Job {
     Prune {
         before: u64,
     },
+    /// Resolves once everything queued before it is durable.
+    Barrier {
+        done: oneshot::Sender<Result<(), WalError>>,
+    },
 }
 
 /// A handle to an open log; cheap to clone.
@@ -232,6 +236,16 @@ impl Wal {
         }
     }
 
+    /// Resolves once every record queued so far is durable.
+    pub fn barrier(&self) -> Result<Durable, WalError> {
+        let (done, rx) = oneshot::channel();
+        match self.tx.try_send(Job::Barrier { done }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(WalError::Full),
+            Err(TrySendError::Closed(_)) => Err(WalError::Closed),
+        }
+    }
+
     /// Deletes closed segments that hold only records below `before`.
     pub fn prune(&self, before: u64) {
         let _ = self.tx.try_send(Job::Prune { before });
@@ -269,12 +283,19 @@ impl Writer {
                         waiters.push(done);
                     }
                     Job::Prune { before } => self.prune(before),
+                    Job::Barrier { done } => waiters.push(done),
                 }
             }
             if waiters.is_empty() {
                 continue;
             }
-            let result = self.write(&buf);
+            // Earlier groups are durable already; only this group's bytes
+            // (if any) need writing.
+            let result = if buf.is_empty() {
+                Ok(())
+            } else {
+                self.write(&buf)
+            };
             if result.is_ok() {
                 if let Some(lsn) = last_lsn {
                     self.stats.durable_lsn.store(lsn, Ordering::Release);

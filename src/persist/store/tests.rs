@@ -1,0 +1,743 @@
+//! The store in process: a golden snapshot that every later version must
+//! still read, and restores that fall back to the previous snapshot when the
+//! newest one is damaged.
+
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::domain::{
+    AchievementDraft, ActivationPolicy, EventId, Increase, Outcome, Reason, RecurrencePolicy,
+};
+use crate::engine::catalog::CampaignPatch;
+use crate::engine::{AchievementEntry, Catalog, EngineConfig, EventInput};
+use crate::persist::model::{CatalogV1, EffectV1, IterationV1, PairV1, TimeV1};
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        arbiters: 2,
+        ..EngineConfig::default()
+    }
+}
+
+/// A fresh engine restored from `dir` (off the test's thread, as the server
+/// does).
+async fn restore(dir: &Path) -> (Engine, Arc<Store>, RestoreReport) {
+    let engine = Engine::start(config(), Catalog::default());
+    let (e, d) = (engine.clone(), dir.to_path_buf());
+    let (store, report) = actix_rt::task::spawn_blocking(move || Store::restore(&e, &d, 3))
+        .await
+        .expect("restore thread")
+        .expect("restore succeeds");
+    (engine, Arc::new(store), report)
+}
+
+async fn take_snapshot(engine: &Engine, store: &Arc<Store>) -> SnapshotInfo {
+    let (e, s) = (engine.clone(), store.clone());
+    actix_rt::task::spawn_blocking(move || s.snapshot(&e))
+        .await
+        .expect("snapshot thread")
+        .expect("snapshot succeeds")
+}
+
+fn cid(s: &str) -> CustomerId {
+    CustomerId::parse(s, "/integrationId").expect("valid customer id")
+}
+
+fn eid(s: &str) -> EventId {
+    EventId::parse(s, "/eventId").expect("valid event id")
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().expect("decimal")
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .single()
+        .expect("valid instant")
+}
+
+async fn increase(
+    engine: &Engine,
+    entry: &Arc<AchievementEntry>,
+    customer: &str,
+    delta: &str,
+    at: Option<DateTime<Utc>>,
+    id: &str,
+) -> crate::domain::EventResult {
+    engine
+        .increase(EventInput {
+            customer: cid(customer),
+            entry: entry.clone(),
+            increase: Increase {
+                delta: dec(delta),
+                at,
+                event_id: Some(eid(id)),
+            },
+        })
+        .await
+        .expect("engine answers")
+}
+
+/// The current iteration's progress (0 when none).
+async fn progress(engine: &Engine, entry: &Arc<AchievementEntry>, customer: &str) -> Decimal {
+    let rows = engine
+        .customer_progress(
+            entry.application_id,
+            &cid(customer),
+            std::slice::from_ref(entry),
+        )
+        .await
+        .expect("read");
+    rows[0].first().map_or(Decimal::ZERO, |i| i.progress)
+}
+
+fn entry_named(engine: &Engine, name: &str) -> Arc<AchievementEntry> {
+    engine
+        .catalog
+        .read()
+        .achievements
+        .values()
+        .find(|e| e.achievement.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no achievement {name}"))
+}
+
+fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV1, Vec<PairV1>), SnapshotError> {
+    let mut pairs = Vec::new();
+    let (header, catalog) = snapshot::read(path, |chunk| {
+        pairs.extend(chunk);
+        Ok(())
+    })?;
+    pairs.sort_by(|a, b| (a.achievement, &a.customer).cmp(&(b.achievement, &b.customer)));
+    Ok((header, catalog, pairs))
+}
+
+// ---------------------------------------------------------------------------
+// Golden snapshot (format version 1).
+// ---------------------------------------------------------------------------
+
+fn golden_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v1.snap")
+}
+
+/// Builds the golden state: one application, key and campaign, three
+/// achievements (on_completion, one-time with clipping, fixed schedule
+/// without progress), overshoot, a rollback, a clip and a duplicate.
+async fn build_golden(engine: &Engine) {
+    let app = engine
+        .create_application(
+            "golden".into(),
+            chrono_tz::Europe::Berlin,
+            "golden snapshot v1".into(),
+        )
+        .await
+        .expect("application");
+    engine
+        .create_api_key(app.id, "golden-key".into())
+        .await
+        .expect("api key");
+    let campaign = engine
+        .create_campaign(
+            app.id,
+            CampaignPatch {
+                name: Some("golden-campaign".into()),
+                ..CampaignPatch::default()
+            },
+        )
+        .await
+        .expect("campaign");
+    let visits = engine
+        .create_achievement(
+            app.id,
+            campaign.id,
+            AchievementDraft {
+                name: "visits".into(),
+                title: "Visits".into(),
+                description: "every third visit".into(),
+                target: dec("3"),
+                recurrence_policy: RecurrencePolicy::OnCompletion,
+                ..AchievementDraft::default()
+            },
+        )
+        .await
+        .expect("visits");
+    let spend = engine
+        .create_achievement(
+            app.id,
+            campaign.id,
+            AchievementDraft {
+                name: "spend".into(),
+                title: "Spend".into(),
+                description: String::new(),
+                target: dec("100.5"),
+                period: Some("100Y".into()),
+                recurrence_policy: RecurrencePolicy::NoRecurrence,
+                end_progress_on_target: true,
+                ..AchievementDraft::default()
+            },
+        )
+        .await
+        .expect("spend");
+    engine
+        .create_achievement(
+            app.id,
+            campaign.id,
+            AchievementDraft {
+                name: "weekly".into(),
+                title: "Weekly".into(),
+                description: "fixed schedule".into(),
+                target: dec("7"),
+                period: Some("1W_U".into()),
+                recurrence_policy: RecurrencePolicy::OnExpiration,
+                activation_policy: ActivationPolicy::FixedSchedule,
+                fixed_start_date: Some(utc(2024, 1, 1, 0, 0, 0)),
+                end_date: Some(utc(2124, 1, 1, 0, 0, 0)),
+                allow_rollback_after_completion: true,
+                ..AchievementDraft::default()
+            },
+        )
+        .await
+        .expect("weekly");
+
+    let t0 = utc(2025, 3, 1, 10, 0, 0);
+    let hour = chrono::Duration::hours(1);
+    let applied = |r: crate::domain::EventResult| assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    // alice: 2, 4 (completes one, carries 1), 6 (completes two more, opens none).
+    applied(increase(engine, &visits, "alice", "2", Some(t0), "v1").await);
+    applied(increase(engine, &visits, "alice", "2", Some(t0 + hour), "v2").await);
+    applied(increase(engine, &visits, "alice", "5", Some(t0 + hour * 2), "v3").await);
+    applied(increase(engine, &visits, "bob", "1", Some(t0), "v4").await);
+    let dup = increase(engine, &visits, "alice", "2", Some(t0), "v1").await;
+    assert_eq!(dup.outcome, Outcome::Duplicate);
+    // bob spends 40.25 + 30, then the 40.25 is rolled back.
+    applied(increase(engine, &spend, "bob", "40.25", Some(t0), "s1").await);
+    applied(increase(engine, &spend, "bob", "30", Some(t0 + hour), "s2").await);
+    let rb = engine
+        .rollback(cid("bob"), spend.clone(), eid("s1"))
+        .await
+        .expect("rollback answers");
+    assert_eq!(rb.outcome, Outcome::Applied, "{rb:?}");
+    // carol overshoots: clipped at the target.
+    applied(increase(engine, &spend, "carol", "200", Some(t0), "s3").await);
+}
+
+#[actix_rt::test]
+async fn golden_snapshot_is_generated_from_a_deterministic_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (engine, store, report) = restore(dir.path()).await;
+    assert_eq!(report.snapshot, None);
+    build_golden(&engine).await;
+    let info = take_snapshot(&engine, &store).await;
+    assert_eq!(info.pairs, 4);
+    let path = snapshot::list(dir.path()).expect("list")[0].path.clone();
+    let (header, catalog, pairs) = read_all(&path).expect("the new snapshot reads back");
+    assert_eq!(header.pairs, 4);
+    assert_eq!(header.pair_numbers, 4);
+    assert_eq!(catalog.achievements.len(), 3);
+    let progress: Vec<_> = pairs
+        .iter()
+        .map(|p| {
+            (
+                p.customer.as_str(),
+                p.tracker
+                    .current
+                    .as_ref()
+                    .map(|i| Decimal::from(i.progress)),
+            )
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        vec![
+            ("alice", Some(dec("3"))),
+            ("bob", Some(dec("1"))),
+            ("bob", Some(dec("30"))),
+            ("carol", Some(dec("100.5"))),
+        ]
+    );
+    if std::env::var("ACHV_WRITE_GOLDEN").as_deref() == Ok("1") {
+        fs::create_dir_all(golden_path().parent().expect("parent")).expect("fixtures dir");
+        fs::copy(&path, golden_path()).expect("write the golden snapshot");
+        println!("wrote {}", golden_path().display());
+    }
+}
+
+// Values that depend on when and how the golden file was generated (its
+// creation times, the random API key, the shard a customer hashed to); they
+// are fixed now that the file is.
+const GOLDEN_CREATED: (i64, u32) = (1_795_665_483, 623_000_000);
+const GOLDEN_APP_CREATED: TimeV1 = TimeV1 {
+    secs: 1_795_665_483,
+    nanos: 617_000_000,
+};
+const GOLDEN_KEY_HASH: [u8; 32] = [
+    22, 39, 107, 147, 53, 129, 189, 235, 240, 12, 204, 14, 140, 155, 240, 134, 10, 83, 139, 34,
+    188, 139, 94, 135, 129, 133, 204, 200, 139, 148, 126, 231,
+];
+/// Six catalog records (application, key, campaign, three achievements).
+const GOLDEN_CATALOG_LSN: u64 = 7;
+/// Eight shard logs; the customers hashed to shards 1, 4 and 7.
+const GOLDEN_SHARD_LSNS: [u64; 8] = [1, 2, 1, 1, 4, 1, 1, 5];
+const GOLDEN_BODY_LEN: u64 = 1471;
+const GOLDEN_BODY_CRC: u32 = 1_441_902_636;
+
+#[test]
+fn golden_v1_snapshot_still_reads_exactly() {
+    let (header, catalog, pairs) = read_all(&golden_path()).expect("golden snapshot reads");
+
+    // Header.
+    assert_eq!(header.catalog_lsn, GOLDEN_CATALOG_LSN);
+    assert_eq!(header.shard_lsns, GOLDEN_SHARD_LSNS.to_vec());
+    assert_eq!(header.pair_numbers, 4);
+    assert_eq!(header.pairs, 4);
+    assert_eq!(header.body_len, GOLDEN_BODY_LEN);
+    assert_eq!(header.body_crc, GOLDEN_BODY_CRC);
+    assert_eq!((header.created_secs, header.created_nanos), GOLDEN_CREATED);
+
+    // Catalog.
+    assert_eq!(catalog.next_id, 6);
+    assert_eq!(catalog.applications.len(), 1);
+    let app = &catalog.applications[0];
+    assert_eq!(app.id, 1);
+    assert_eq!(app.name, "golden");
+    assert_eq!(app.timezone, "Europe/Berlin");
+    assert_eq!(app.description, "golden snapshot v1");
+    assert_eq!(app.created, GOLDEN_APP_CREATED);
+    assert_eq!(catalog.api_keys.len(), 1);
+    let key = &catalog.api_keys[0];
+    assert_eq!(
+        (key.id, key.application_id, key.name.as_str()),
+        (2, 1, "golden-key")
+    );
+    assert_eq!(key.hash, GOLDEN_KEY_HASH);
+    assert_eq!(catalog.campaigns.len(), 1);
+    let c = &catalog.campaigns[0];
+    assert_eq!(
+        (c.id, c.application_id, c.name.as_str()),
+        (3, 1, "golden-campaign")
+    );
+    assert!(c.enabled);
+    assert_eq!((c.start_time, c.end_time), (None, None));
+    let achievements: Vec<_> = catalog
+        .achievements
+        .iter()
+        .map(|(a, has_progress)| {
+            (
+                (
+                    a.id,
+                    a.campaign_id,
+                    a.name.as_str(),
+                    a.title.as_str(),
+                    a.description.as_str(),
+                    Decimal::from(a.target),
+                    a.period.as_deref(),
+                ),
+                (
+                    a.recurrence,
+                    a.activation,
+                    a.fixed_start_date,
+                    a.end_date,
+                    a.allow_rollback_after_completion,
+                    a.end_progress_on_target,
+                    *has_progress,
+                ),
+            )
+        })
+        .collect();
+    let anchor = Some(TimeV1::from(utc(2024, 1, 1, 0, 0, 0)));
+    let end = Some(TimeV1::from(utc(2124, 1, 1, 0, 0, 0)));
+    assert_eq!(
+        achievements,
+        vec![
+            (
+                (
+                    4,
+                    3,
+                    "visits",
+                    "Visits",
+                    "every third visit",
+                    dec("3"),
+                    None
+                ),
+                (2, 0, None, None, false, false, true)
+            ),
+            (
+                (5, 3, "spend", "Spend", "", dec("100.5"), Some("100Y")),
+                (0, 0, None, None, false, true, true)
+            ),
+            (
+                (
+                    6,
+                    3,
+                    "weekly",
+                    "Weekly",
+                    "fixed schedule",
+                    dec("7"),
+                    Some("1W_U")
+                ),
+                (1, 1, anchor, end, true, false, false)
+            ),
+        ]
+    );
+    for (a, _) in &catalog.achievements {
+        assert!(a.to_achievement().is_ok(), "{} validates", a.name);
+    }
+    assert!(catalog.to_state().is_ok());
+
+    // Pairs, sorted by (achievement, customer).
+    let keys: Vec<_> = pairs
+        .iter()
+        .map(|p| (p.achievement, p.customer.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![(4, "alice"), (4, "bob"), (5, "bob"), (5, "carol")]
+    );
+    let t0 = TimeV1::from(utc(2025, 3, 1, 10, 0, 0));
+    let t1 = TimeV1::from(utc(2025, 3, 1, 11, 0, 0));
+    let t2 = TimeV1::from(utc(2025, 3, 1, 12, 0, 0));
+
+    // alice/visits: v2 completes [t0) with 1 carried into a new iteration
+    // at t1; v3 completes that one and a third opened at t2 with exactly the
+    // target, which stays current (completed); none is open.
+    let alice = &pairs[0].tracker;
+    let summary = |i: &IterationV1| {
+        (
+            i.id,
+            i.status,
+            Decimal::from(i.progress),
+            i.start,
+            i.end,
+            i.completion,
+        )
+    };
+    let base = 1u64 << 24;
+    assert_eq!(
+        alice.current.as_ref().map(summary),
+        Some((base + 2, 2, dec("3"), t2, None, Some(t2)))
+    );
+    assert_eq!(
+        alice.history.iter().map(summary).collect::<Vec<_>>(),
+        vec![
+            (base + 1, 2, dec("3"), t1, None, Some(t2)),
+            (base, 2, dec("3"), t0, None, Some(t1)),
+        ]
+    );
+    assert_eq!(alice.next_seq, 3);
+    assert_eq!(
+        alice
+            .events
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["v1", "v2", "v3"]
+    );
+    assert!(alice.events.iter().all(|e| !e.rolled_back));
+
+    // bob/visits: one open iteration at 1.
+    let bob_visits = pairs[1].tracker.current.as_ref().expect("open iteration");
+    assert_eq!(
+        (
+            bob_visits.status,
+            Decimal::from(bob_visits.progress),
+            bob_visits.start,
+            bob_visits.end
+        ),
+        (1, dec("1"), t0, None)
+    );
+
+    // bob/spend: 40.25 + 30 - 40.25 = 30, in progress, the rollback remembered.
+    let bob = &pairs[2].tracker;
+    let it = bob.current.as_ref().expect("open iteration");
+    assert_eq!(
+        (it.status, Decimal::from(it.progress), it.start),
+        (1, dec("30"), t0)
+    );
+    // Exact decimal representation, scale included.
+    assert_eq!(it.progress.0, dec("30.00").serialize());
+    let end = TimeV1::from(utc(2125, 3, 1, 10, 0, 0));
+    assert_eq!(it.end, Some((end, end)));
+    assert_eq!(it.completion, None);
+    let events: Vec<_> = bob
+        .events
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.rolled_back))
+        .collect();
+    assert_eq!(events, vec![("s1", true), ("s2", false)]);
+
+    // carol/spend: clipped at the target, completed at t0.
+    let carol = &pairs[3].tracker;
+    let it = carol.current.as_ref().expect("current iteration");
+    assert_eq!(
+        (
+            it.status,
+            Decimal::from(it.progress),
+            it.start,
+            it.completion
+        ),
+        (2, dec("100.5"), t0, Some(t0))
+    );
+    let carol_event = &carol.events[0];
+    assert_eq!(carol_event.event_id, "s3");
+    assert_eq!(carol_event.effects.len(), 2, "{:?}", carol_event.effects);
+    assert!(matches!(
+        carol_event.effects[0],
+        EffectV1::Start { start, .. } if start == t0
+    ));
+    assert!(matches!(
+        carol_event.effects[1],
+        EffectV1::Increase { delta, value, just_completed: true, .. }
+            if Decimal::from(delta) == dec("100.5") && Decimal::from(value) == dec("100.5")
+    ));
+
+    // Tracker ids derive from pair numbers 1..=4 (one per pair, in order).
+    let bases: Vec<u64> = pairs.iter().map(|p| p.tracker.tracker_base).collect();
+    assert_eq!(bases, vec![1 << 24, 2 << 24, 3 << 24, 4 << 24]);
+    assert!(pairs.iter().all(|p| p.tracker.to_parts().is_ok()));
+}
+
+#[actix_rt::test]
+async fn golden_v1_snapshot_restores_into_a_working_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::copy(golden_path(), dir.path().join("snapshot-000000000001.snap")).expect("copy");
+    let (engine, _store, report) = restore(dir.path()).await;
+    assert_eq!(report.snapshot, Some(1));
+    assert!(report.skipped_snapshots.is_empty());
+    assert_eq!(report.pairs, 4);
+    assert_eq!((report.catalog_records, report.pair_records), (0, 0));
+    let visits = entry_named(&engine, "visits");
+    let spend = entry_named(&engine, "spend");
+    assert_eq!(visits.tz, chrono_tz::Europe::Berlin);
+    assert!(visits.has_progress());
+    assert!(!entry_named(&engine, "weekly").has_progress());
+    assert_eq!(progress(&engine, &visits, "bob").await, dec("1"));
+    assert_eq!(progress(&engine, &spend, "bob").await, dec("30"));
+    assert_eq!(progress(&engine, &spend, "carol").await, dec("100.5"));
+    // Idempotency and rollback memory survived.
+    let t0 = utc(2025, 3, 1, 10, 0, 0);
+    let again = increase(&engine, &spend, "bob", "30", Some(t0), "s2").await;
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    let again = increase(&engine, &visits, "alice", "5", Some(t0), "v3").await;
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    let rb = engine
+        .rollback(cid("bob"), spend.clone(), eid("s1"))
+        .await
+        .expect("answer");
+    assert_eq!(
+        (rb.outcome, rb.reason),
+        (Outcome::Rejected, Some(Reason::AlreadyRolledBack))
+    );
+    // And the restored pairs keep working.
+    let more = increase(&engine, &spend, "bob", "0.5", None, "s9").await;
+    assert_eq!(more.outcome, Outcome::Applied, "{more:?}");
+    assert_eq!(progress(&engine, &spend, "bob").await, dec("30.5"));
+    let more = increase(&engine, &visits, "dave", "1", None, "v9").await;
+    assert_eq!(more.outcome, Outcome::Applied, "{more:?}");
+    // New pairs get numbers after the restored ones.
+    assert!(engine.shared().pair_numbers() >= 5);
+}
+
+// ---------------------------------------------------------------------------
+// Falling back to the previous snapshot.
+// ---------------------------------------------------------------------------
+
+/// (customer, event id, delta)
+type Sent = (String, String, i64);
+
+struct Scenario {
+    dir: tempfile::TempDir,
+    events: Vec<Sent>,
+    older: u64,
+    newer: u64,
+}
+
+async fn send_phase(engine: &Engine, entry: &Arc<AchievementEntry>, phase: usize) -> Vec<Sent> {
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let customer = format!("c{}", (i * 7 + phase) % 6);
+        let id = format!("p{phase}-e{i}");
+        let delta = ((i * 5 + phase * 3) % 9 + 1) as i64;
+        let r = increase(engine, entry, &customer, &delta.to_string(), None, &id).await;
+        assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+        sent.push((customer, id, delta));
+    }
+    sent
+}
+
+/// Events, snapshot, events, snapshot, events; all acknowledged.
+async fn scenario() -> Scenario {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (engine, store, _) = restore(dir.path()).await;
+    let app = engine
+        .create_application("a".into(), chrono_tz::UTC, String::new())
+        .await
+        .expect("application");
+    let campaign = engine
+        .create_campaign(
+            app.id,
+            CampaignPatch {
+                name: Some("c".into()),
+                ..CampaignPatch::default()
+            },
+        )
+        .await
+        .expect("campaign");
+    let entry = engine
+        .create_achievement(
+            app.id,
+            campaign.id,
+            AchievementDraft {
+                name: "total".into(),
+                title: "Total".into(),
+                target: Decimal::from(1_000_000_000),
+                period: Some("1D".into()),
+                recurrence_policy: RecurrencePolicy::OnExpiration,
+                ..AchievementDraft::default()
+            },
+        )
+        .await
+        .expect("achievement");
+    let mut events = send_phase(&engine, &entry, 0).await;
+    let older = take_snapshot(&engine, &store).await.id;
+    events.extend(send_phase(&engine, &entry, 1).await);
+    let newer = take_snapshot(&engine, &store).await.id;
+    events.extend(send_phase(&engine, &entry, 2).await);
+    assert!(older < newer);
+    Scenario {
+        dir,
+        events,
+        older,
+        newer,
+    }
+}
+
+fn snapshot_file(dir: &Path, id: u64) -> PathBuf {
+    snapshot::list(dir)
+        .expect("list")
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("snapshot on disk")
+        .path
+}
+
+/// Everything acknowledged is there, counted once.
+async fn assert_complete(engine: &Engine, events: &[Sent]) {
+    let entry = entry_named(engine, "total");
+    let mut sums = std::collections::BTreeMap::<&str, i64>::new();
+    for (c, _, d) in events {
+        *sums.entry(c).or_default() += d;
+    }
+    for (c, sum) in &sums {
+        assert_eq!(
+            progress(engine, &entry, c).await,
+            Decimal::from(*sum),
+            "{c}"
+        );
+    }
+    for (c, id, d) in events {
+        let r = increase(engine, &entry, c, &d.to_string(), None, id).await;
+        assert_eq!(r.outcome, Outcome::Duplicate, "{id} counted again");
+    }
+    for (c, sum) in &sums {
+        assert_eq!(
+            progress(engine, &entry, c).await,
+            Decimal::from(*sum),
+            "{c}"
+        );
+    }
+}
+
+async fn falls_back(corrupt: impl FnOnce(&Path), why: &str) {
+    let s = scenario().await;
+    corrupt(&snapshot_file(s.dir.path(), s.newer));
+    let (engine, _store, report) = restore(s.dir.path()).await;
+    assert_eq!(report.snapshot, Some(s.older), "{report:?}");
+    assert_eq!(report.skipped_snapshots.len(), 1, "{report:?}");
+    assert_eq!(report.skipped_snapshots[0].0, s.newer);
+    assert!(
+        report.skipped_snapshots[0].1.contains(why),
+        "expected {why:?} in {:?}",
+        report.skipped_snapshots[0].1
+    );
+    // The older snapshot holds phase 0; phases 1 and 2 come from the logs.
+    assert_eq!(report.catalog_records, 0);
+    assert_eq!(report.pair_records, 60);
+    assert_complete(&engine, &s.events).await;
+}
+
+fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).expect("read snapshot");
+    f(&mut bytes);
+    fs::write(path, bytes).expect("write snapshot");
+}
+
+fn body_start(bytes: &[u8]) -> usize {
+    // prefix, header, header CRC
+    16 + u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize + 4
+}
+
+#[actix_rt::test]
+async fn a_newest_snapshot_with_bad_magic_falls_back_to_the_older_one() {
+    falls_back(|p| edit(p, |b| b[0] ^= 0xFF), "bad magic").await;
+}
+
+#[actix_rt::test]
+async fn a_newest_snapshot_with_a_bad_checksum_falls_back_to_the_older_one() {
+    falls_back(
+        |p| {
+            edit(p, |b| {
+                let at = (body_start(b) + b.len()) / 2;
+                b[at] ^= 0x01;
+            })
+        },
+        "checksum",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_truncated_newest_snapshot_falls_back_to_the_older_one() {
+    falls_back(
+        |p| {
+            let len = fs::metadata(p).expect("metadata").len();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .expect("open")
+                .set_len(len - 7)
+                .expect("truncate");
+        },
+        "truncated",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_newest_snapshot_of_a_future_version_falls_back_to_the_older_one() {
+    falls_back(
+        |p| edit(p, |b| b[8..12].copy_from_slice(&2u32.to_le_bytes())),
+        "version 2 is not supported",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn with_every_snapshot_damaged_the_logs_alone_rebuild_the_state() {
+    let s = scenario().await;
+    edit(&snapshot_file(s.dir.path(), s.newer), |b| b[0] ^= 0xFF);
+    edit(&snapshot_file(s.dir.path(), s.older), |b| {
+        let at = body_start(b) + 2;
+        b[at] ^= 0x80;
+    });
+    let (engine, _store, report) = restore(s.dir.path()).await;
+    assert_eq!(report.snapshot, None);
+    let skipped: Vec<u64> = report.skipped_snapshots.iter().map(|s| s.0).collect();
+    assert_eq!(skipped, vec![s.newer, s.older]);
+    assert_eq!(report.catalog_records, 3);
+    assert_eq!(report.pair_records, 90);
+    assert_complete(&engine, &s.events).await;
+}
