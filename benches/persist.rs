@@ -21,7 +21,7 @@ use achievements_engine::persist::model::{
     TimeV1, TrackerV1,
 };
 use achievements_engine::persist::snapshot::{self, SnapshotWriter};
-use achievements_engine::persist::wal::Wal;
+use achievements_engine::persist::wal::{OnFailure, Wal};
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use futures_executor::block_on;
@@ -278,7 +278,7 @@ impl WalTally {
 
 fn wal(c: &mut Criterion) {
     let dir = bench_dir();
-    let wal = Wal::open(dir.path(), 1, 1 << 20).expect("open log");
+    let wal = Wal::open(dir.path(), 1, 1 << 20, OnFailure::Retain).expect("open log");
     let lsn = Arc::new(AtomicU64::new(1));
     let payload = record_payload(42);
     println!(

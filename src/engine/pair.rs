@@ -113,6 +113,17 @@ impl ShardLog {
         Ok(Some((lsn, bytes)))
     }
 
+    /// Refuses changes while the log cannot write (disk full or failing): the
+    /// engine answers 503 rather than change what it could not persist.
+    pub fn check_writable(&self) -> Result<(), EngineError> {
+        match self.wal.borrow().as_ref() {
+            Some(wal) if wal.is_degraded() => Err(EngineError::Unavailable(
+                "the disk cannot take writes now; nothing was changed, retry later",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Resolves once the log is durable up to `lsn` (`None` if it is already).
     pub fn durable_after(&self, lsn: u64) -> Result<Option<Durable>, EngineError> {
         match self.wal.borrow().as_ref() {
@@ -222,6 +233,7 @@ pub fn run_op(cell: &PairCell, op: OpRef<'_>, shared: &Shared, log: &ShardLog) -
     if !op.entry.is_alive() {
         return Err(EngineError::not_found("achievement", "achievementId"));
     }
+    log.check_writable()?;
     let now = clock::now();
     let running = op.entry.campaign.running_at(now);
     let result = apply_op(cell, op, shared, now, running)?;

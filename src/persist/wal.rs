@@ -17,11 +17,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 use tokio::sync::oneshot;
 
 /// A segment is closed once it grows past this size.
@@ -39,9 +39,11 @@ pub enum WalError {
     Full,
     #[error("write-ahead log is closed")]
     Closed,
+    #[error("the disk cannot take writes; changes are refused until it can")]
+    Degraded,
 }
 
-/// What the writer thread counts (for metrics).
+/// What the writer thread counts (for metrics) and its health.
 #[derive(Debug, Default)]
 pub struct WalStats {
     pub bytes: AtomicU64,
@@ -49,7 +51,26 @@ pub struct WalStats {
     pub fsync_micros: AtomicU64,
     pub errors: AtomicU64,
     pub durable_lsn: AtomicU64,
+    /// Set while writes fail; the engine then refuses new changes (503)
+    /// and the writer retries what it holds until the disk works again.
+    pub degraded: AtomicBool,
+    /// Fault injection for tests and drills: writes fail while set.
+    pub fail_writes: AtomicBool,
 }
+
+/// What a log does with records it could not write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Keep them and write them (in order, before anything newer) once the
+    /// disk works again: their changes are already in memory. Shard logs.
+    Retain,
+    /// Drop them: the change was not performed. The catalog's log (its
+    /// changes are applied only after they are durable).
+    Discard,
+}
+
+/// How often a degraded log tries again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 enum Job {
     Append {
@@ -184,7 +205,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Wal {
     /// Opens a log for appending records from `next_lsn` on: cuts any torn
     /// tail off the existing segments and starts a new segment.
-    pub fn open(dir: &Path, next_lsn: u64, queue: usize) -> io::Result<Wal> {
+    pub fn open(dir: &Path, next_lsn: u64, queue: usize, on_failure: OnFailure) -> io::Result<Wal> {
         fs::create_dir_all(dir)?;
         for (_, path) in segments(dir)? {
             let (_, valid) = read_segment(&path)?;
@@ -207,6 +228,9 @@ impl Wal {
             len: file.metadata()?.len(),
             file,
             stats: stats.clone(),
+            on_failure,
+            pending: Vec::new(),
+            pending_last: None,
         };
         std::thread::Builder::new()
             .name(format!(
@@ -246,6 +270,16 @@ impl Wal {
         }
     }
 
+    /// Whether writes are failing now (the engine refuses changes then).
+    pub fn is_degraded(&self) -> bool {
+        self.stats.degraded.load(Ordering::Acquire)
+    }
+
+    /// Fault injection for tests and drills: make writes fail (or work again).
+    pub fn fail_writes(&self, fail: bool) {
+        self.stats.fail_writes.store(fail, Ordering::Release);
+    }
+
     /// Deletes closed segments that hold only records below `before`.
     pub fn prune(&self, before: u64) {
         let _ = self.tx.try_send(Job::Prune { before });
@@ -257,12 +291,36 @@ struct Writer {
     file: File,
     len: u64,
     stats: Arc<WalStats>,
+    on_failure: OnFailure,
+    /// Frames that failed to write and are retried (`OnFailure::Retain`).
+    pending: Vec<u8>,
+    pending_last: Option<u64>,
 }
 
 impl Writer {
+    fn degraded(&self) -> bool {
+        self.stats.degraded.load(Ordering::Acquire)
+    }
+
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut buf = Vec::with_capacity(1 << 20);
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = if self.degraded() {
+                match rx.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(RETRY_EVERY);
+                        self.retry();
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                }
+            };
             let mut jobs = vec![first];
             while jobs.len() < 65_536 {
                 match rx.try_recv() {
@@ -289,32 +347,82 @@ impl Writer {
             if waiters.is_empty() {
                 continue;
             }
-            // Earlier groups are durable already; only this group's bytes
-            // (if any) need writing.
-            let result = if buf.is_empty() {
+            if self.degraded() {
+                self.retry();
+            }
+            let result = if self.degraded() {
+                // Still failing: nobody is acknowledged; what is already in
+                // memory waits here to be written later.
+                self.hold(&buf, last_lsn);
+                Err(WalError::Degraded)
+            } else if buf.is_empty() {
+                // Earlier groups are durable already.
                 Ok(())
             } else {
-                self.write(&buf)
-            };
-            if result.is_ok() {
-                if let Some(lsn) = last_lsn {
-                    self.stats.durable_lsn.store(lsn, Ordering::Release);
-                    if self.len > SEGMENT_BYTES {
-                        if let Err(e) = self.rotate(lsn + 1) {
-                            tracing::error!(error = %e, dir = %self.dir.display(), "cannot start a new log segment");
+                let written = self.write(&buf);
+                match &written {
+                    Ok(()) => {
+                        if let Some(lsn) = last_lsn {
+                            self.durable(lsn);
+                        }
+                    }
+                    Err(_) => {
+                        self.hold(&buf, last_lsn);
+                        if self.on_failure == OnFailure::Retain {
+                            self.stats.degraded.store(true, Ordering::Release);
                         }
                     }
                 }
-            }
+                written
+            };
             for done in waiters {
                 let _ = done.send(result.clone());
             }
         }
     }
 
+    /// Keeps frames that could not be written, if this log retains them.
+    fn hold(&mut self, buf: &[u8], last_lsn: Option<u64>) {
+        if self.on_failure == OnFailure::Retain && !buf.is_empty() {
+            self.pending.extend_from_slice(buf);
+            self.pending_last = last_lsn.or(self.pending_last);
+        }
+    }
+
+    /// Tries to write what is held; leaves degraded mode when it works.
+    fn retry(&mut self) {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            if self.write(&pending).is_err() {
+                self.pending = pending;
+                return;
+            }
+            if let Some(lsn) = self.pending_last.take() {
+                self.durable(lsn);
+            }
+        }
+        if self.degraded() {
+            tracing::warn!(dir = %self.dir.display(), "write-ahead log writes work again");
+            self.stats.degraded.store(false, Ordering::Release);
+        }
+    }
+
+    fn durable(&mut self, lsn: u64) {
+        self.stats.durable_lsn.store(lsn, Ordering::Release);
+        if self.len > SEGMENT_BYTES {
+            if let Err(e) = self.rotate(lsn + 1) {
+                tracing::error!(error = %e, dir = %self.dir.display(), "cannot start a new log segment");
+            }
+        }
+    }
+
     fn write(&mut self, buf: &[u8]) -> Result<(), WalError> {
         let started = Instant::now();
-        let result = self.file.write_all(buf).and_then(|_| self.file.sync_data());
+        let result = if self.stats.fail_writes.load(Ordering::Acquire) {
+            Err(io::Error::other("injected write failure"))
+        } else {
+            self.file.write_all(buf).and_then(|_| self.file.sync_data())
+        };
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;

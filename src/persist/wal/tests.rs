@@ -1,4 +1,5 @@
 use std::io::Write as _;
+use std::time::Instant;
 
 use super::*;
 
@@ -18,7 +19,7 @@ fn append(wal: &Wal, records: Vec<(u64, Vec<u8>)>) {
 #[test]
 fn appended_records_read_back_in_order_from_a_position() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), 1, 16).unwrap();
+    let wal = Wal::open(dir.path(), 1, 16, OnFailure::Retain).unwrap();
     append(&wal, vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
     append(&wal, vec![(3, vec![]), (4, vec![7; 100_000])]);
     let all = payloads(dir.path(), 0);
@@ -34,7 +35,7 @@ fn appended_records_read_back_in_order_from_a_position() {
 fn a_torn_tail_is_ignored_and_cut_off_on_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let wal = Wal::open(dir.path(), 1, 16).unwrap();
+        let wal = Wal::open(dir.path(), 1, 16, OnFailure::Retain).unwrap();
         append(&wal, vec![(1, b"kept".to_vec()), (2, b"kept too".to_vec())]);
     }
     let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
@@ -46,7 +47,7 @@ fn a_torn_tail_is_ignored_and_cut_off_on_reopen() {
     f.write_all(&torn[..torn.len() - 5]).unwrap();
     drop(f);
     assert_eq!(payloads(dir.path(), 0).len(), 2);
-    let wal = Wal::open(dir.path(), 3, 16).unwrap();
+    let wal = Wal::open(dir.path(), 3, 16, OnFailure::Retain).unwrap();
     assert_eq!(
         fs::metadata(&path).unwrap().len(),
         full,
@@ -62,7 +63,7 @@ fn a_torn_tail_is_ignored_and_cut_off_on_reopen() {
 fn a_flipped_byte_ends_the_segment_at_the_last_good_frame() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let wal = Wal::open(dir.path(), 1, 16).unwrap();
+        let wal = Wal::open(dir.path(), 1, 16, OnFailure::Retain).unwrap();
         append(&wal, (1..=3).map(|i| (i, vec![i as u8; 10])).collect());
     }
     let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
@@ -78,10 +79,10 @@ fn a_flipped_byte_ends_the_segment_at_the_last_good_frame() {
 fn pruning_deletes_only_closed_segments_below_the_position() {
     let dir = tempfile::tempdir().unwrap();
     for (first, last) in [(1u64, 10u64), (11, 20)] {
-        let wal = Wal::open(dir.path(), first, 16).unwrap();
+        let wal = Wal::open(dir.path(), first, 16, OnFailure::Retain).unwrap();
         append(&wal, (first..=last).map(|i| (i, vec![1])).collect());
     }
-    let wal = Wal::open(dir.path(), 21, 16).unwrap();
+    let wal = Wal::open(dir.path(), 21, 16, OnFailure::Retain).unwrap();
     assert_eq!(segments(dir.path()).unwrap().len(), 3);
     wal.prune(15);
     append(&wal, vec![(21, vec![2])]);
@@ -94,22 +95,52 @@ fn pruning_deletes_only_closed_segments_below_the_position() {
     assert_eq!(payloads(dir.path(), 15).first().map(|r| r.0), Some(15));
 }
 
-#[test]
-fn a_failed_write_is_reported_to_every_waiter() {
-    let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(dir.path(), 1, 16).unwrap();
-    let too_big = vec![(1, vec![0u8; 8])];
-    // Writes to a full device fail; here the segment is made read-only.
-    let (_, path) = segments(dir.path()).unwrap().pop().unwrap();
-    drop(wal);
-    let mut perms = fs::metadata(&path).unwrap().permissions();
-    perms.set_readonly(true);
-    fs::set_permissions(&path, perms).unwrap();
-    // Root ignores file modes; only check the error path where it applies.
-    if OpenOptions::new().append(true).open(&path).is_err() {
-        assert!(Wal::open(dir.path(), 1, 16).is_err());
-    } else {
-        let wal = Wal::open(dir.path(), 1, 16).unwrap();
-        append(&wal, too_big);
+fn try_append(wal: &Wal, records: Vec<(u64, Vec<u8>)>) -> Result<(), WalError> {
+    let done = wal.append(records)?;
+    futures_executor::block_on(done).expect("writer answered")
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn failed_writes_are_refused_held_and_written_once_the_disk_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), 1, 16, OnFailure::Retain).unwrap();
+    append(&wal, vec![(1, b"before".to_vec())]);
+    wal.fail_writes(true);
+    assert!(matches!(
+        try_append(&wal, vec![(2, b"in memory".to_vec())]),
+        Err(WalError::Io(_))
+    ));
+    assert!(wal.is_degraded());
+    assert!(matches!(
+        try_append(&wal, vec![(3, b"also in memory".to_vec())]),
+        Err(WalError::Degraded)
+    ));
+    assert_eq!(payloads(dir.path(), 0).len(), 1, "nothing unwritten is on disk");
+    assert_eq!(wal.stats.durable_lsn.load(Ordering::Relaxed), 1);
+    wal.fail_writes(false);
+    wait_until("recovery", || !wal.is_degraded());
+    append(&wal, vec![(4, b"after".to_vec())]);
+    let lsns: Vec<u64> = payloads(dir.path(), 0).iter().map(|r| r.0).collect();
+    assert_eq!(lsns, vec![1, 2, 3, 4], "held records written in order first");
+    assert!(wal.stats.errors.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn a_discarding_log_drops_what_it_could_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), 1, 16, OnFailure::Discard).unwrap();
+    wal.fail_writes(true);
+    assert!(try_append(&wal, vec![(1, b"refused".to_vec())]).is_err());
+    assert!(!wal.is_degraded(), "a discarding log stays usable");
+    wal.fail_writes(false);
+    append(&wal, vec![(1, b"accepted".to_vec())]);
+    assert_eq!(payloads(dir.path(), 0), vec![(1, b"accepted".to_vec())]);
 }
