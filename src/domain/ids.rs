@@ -4,8 +4,8 @@
 //! trackers, and the validated string ids that clients send (customer
 //! integration ids, event ids). Pure: no I/O.
 
+use compact_str::CompactString;
 use std::fmt;
-use std::sync::Arc;
 
 use super::error::FieldError;
 
@@ -45,9 +45,10 @@ pub const MAX_CUSTOMER_ID_LEN: usize = 1000;
 /// Longest accepted event id (SPEC §3).
 pub const MAX_EVENT_ID_LEN: usize = 128;
 
-/// A customer's integration id: non-empty, at most 1000 characters.
+/// A customer's integration id: non-empty, at most 1000 characters. Ids of
+/// up to 24 bytes are stored inline (no allocation), which keeps a pair small.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CustomerId(Arc<str>);
+pub struct CustomerId(CompactString);
 
 impl CustomerId {
     /// Validates `raw`; `pointer` names the field in errors.
@@ -61,7 +62,7 @@ impl CustomerId {
                 format!("integrationId must be at most {MAX_CUSTOMER_ID_LEN} characters"),
             ));
         }
-        Ok(CustomerId(Arc::from(raw)))
+        Ok(CustomerId(CompactString::from(raw)))
     }
 
     pub fn as_str(&self) -> &str {

@@ -152,11 +152,25 @@ pub struct PairTracker {
     next_seq: u32,
     current: Option<Iteration>,
     /// Past iterations, newest first.
-    history: VecDeque<Iteration>,
-    events: HashMap<EventId, AppliedEvent>,
-    /// The earliest arrival among `events`, so forgetting old ids scans only
-    /// when something is due.
-    oldest_event: Option<DateTime<Utc>>,
+    /// Boxed and absent until there is one, so a pair in its first
+    /// iteration pays 8 bytes for it.
+    #[allow(
+        clippy::box_collection,
+        reason = "8 bytes when absent instead of 32: most pairs have no history"
+    )]
+    history: Option<Box<VecDeque<Iteration>>>,
+    /// Remembered event ids; boxed and absent when there are none, so a
+    /// pair that never saw an `eventId` pays 8 bytes for it.
+    events: Option<Box<Remembered>>,
+}
+
+/// Applied event ids of a pair, for idempotency and rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Remembered {
+    map: HashMap<EventId, AppliedEvent>,
+    /// The earliest arrival in `map`, so forgetting old ids scans only when
+    /// something is due.
+    oldest: Option<DateTime<Utc>>,
 }
 
 /// The raw parts of a tracker, for snapshots.
@@ -184,16 +198,25 @@ impl PairTracker {
             tracker_base: parts.tracker_base,
             next_seq: parts.next_seq,
             current: parts.current,
-            history: parts.history.into(),
-            oldest_event: parts.events.iter().map(|(_, e)| e.arrived).min(),
-            events: parts.events.into_iter().collect(),
+            history: (!parts.history.is_empty()).then(|| Box::new(parts.history.into())),
+            events: (!parts.events.is_empty()).then(|| {
+                Box::new(Remembered {
+                    oldest: parts.events.iter().map(|(_, e)| e.arrived).min(),
+                    map: parts.events.into_iter().collect(),
+                })
+            }),
         }
+    }
+
+    fn remembered(&self, id: &EventId) -> Option<&AppliedEvent> {
+        self.events.as_ref().and_then(|e| e.map.get(id))
     }
 
     pub fn to_parts(&self) -> TrackerParts {
         let mut events: Vec<_> = self
             .events
             .iter()
+            .flat_map(|e| e.map.iter())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         events.sort_by(|a, b| a.0.cmp(&b.0));
@@ -201,7 +224,12 @@ impl PairTracker {
             tracker_base: self.tracker_base,
             next_seq: self.next_seq,
             current: self.current.clone(),
-            history: self.history.iter().cloned().collect(),
+            history: self
+                .history
+                .iter()
+                .flat_map(|h| h.iter())
+                .cloned()
+                .collect(),
             events,
         }
     }
@@ -222,7 +250,7 @@ impl PairTracker {
     pub fn iterations_at(&self, now: DateTime<Utc>) -> impl Iterator<Item = Iteration> + '_ {
         self.current
             .iter()
-            .chain(self.history.iter())
+            .chain(self.history.iter().flat_map(|h| h.iter()))
             .map(move |i| i.at(now))
     }
 
@@ -238,7 +266,7 @@ impl PairTracker {
 
     /// How many applied event ids are remembered.
     pub fn remembered_events(&self) -> usize {
-        self.events.len()
+        self.events.as_ref().map_or(0, |e| e.map.len())
     }
 
     /// When the current iteration expires, if it is in progress and has an end.
@@ -262,9 +290,15 @@ impl PairTracker {
     }
 
     fn forget_old_events(&mut self, now: DateTime<Utc>, retention: Duration) {
-        if self.oldest_event.is_some_and(|o| o + retention <= now) {
-            self.events.retain(|_, e| e.arrived + retention > now);
-            self.oldest_event = self.events.values().map(|e| e.arrived).min();
+        let Some(events) = self.events.as_mut() else {
+            return;
+        };
+        if events.oldest.is_some_and(|o| o + retention <= now) {
+            events.map.retain(|_, e| e.arrived + retention > now);
+            events.oldest = events.map.values().map(|e| e.arrived).min();
+            if events.map.is_empty() {
+                self.events = None;
+            }
         }
     }
 
@@ -283,7 +317,7 @@ impl PairTracker {
         if let Some(seen) = inc
             .event_id
             .as_ref()
-            .and_then(|id| self.events.get(id))
+            .and_then(|id| self.remembered(id))
             .filter(|e| e.arrived + retention > now)
         {
             return Ok(EventResult {
@@ -416,8 +450,9 @@ impl PairTracker {
             }
         }
         if let Some(id) = &inc.event_id {
-            self.oldest_event = Some(self.oldest_event.map_or(now, |o| o.min(now)));
-            self.events.insert(
+            let events = self.events.get_or_insert_with(Box::default);
+            events.oldest = Some(events.oldest.map_or(now, |o| o.min(now)));
+            events.map.insert(
                 id.clone(),
                 AppliedEvent {
                     arrived: now,
@@ -437,8 +472,12 @@ impl PairTracker {
             if old.status == ProgressStatus::InProgress {
                 old.status = ProgressStatus::Expired;
             }
-            self.history.push_front(old);
-            self.history.truncate(history_cap);
+            let history = self.history.get_or_insert_with(Box::default);
+            history.push_front(old);
+            history.truncate(history_cap);
+            if history.is_empty() {
+                self.history = None;
+            }
         }
         self.current = Some(Iteration {
             id,
@@ -461,7 +500,7 @@ impl PairTracker {
         let (rules, now) = (ctx.rules, ctx.now);
         self.tick(now);
         self.forget_old_events(now, ctx.limits.idempotency_retention);
-        let Some(record) = self.events.get(event_id) else {
+        let Some(record) = self.remembered(event_id) else {
             return EventResult::rejected(Reason::UnknownEvent);
         };
         if record.rolled_back {
@@ -512,7 +551,7 @@ impl PairTracker {
             current: cur.progress,
             target: rules.target,
         };
-        if let Some(record) = self.events.get_mut(event_id) {
+        if let Some(record) = self.events.as_mut().and_then(|e| e.map.get_mut(event_id)) {
             record.rolled_back = true;
         }
         EventResult::applied(vec![effect])

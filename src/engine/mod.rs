@@ -123,6 +123,14 @@ impl Shared {
         self.pair_numbers.load(Ordering::Relaxed)
     }
 
+    /// Events admitted and not yet answered, per shard (for metrics).
+    pub fn inflight(&self) -> Vec<usize> {
+        self.inflight
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Makes sure new pair numbers come after `n` (after a restore).
     pub fn raise_pair_numbers(&self, n: u64) {
         self.pair_numbers.fetch_max(n, Ordering::Relaxed);

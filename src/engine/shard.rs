@@ -7,7 +7,7 @@
 //! shards may share an actix arbiter; every pair of a customer lives in the
 //! same shard.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,17 @@ use crate::persist::wal::Wal;
 
 /// How often the shard fires due timers and looks for idle actors.
 const TICK: Duration = Duration::from_millis(500);
+/// The whole second at or after an instant: a timer filed there never fires
+/// before the period ends.
+fn timer_second(t: DateTime<Utc>) -> i64 {
+    let s = t.timestamp();
+    if t.timestamp_subsec_nanos() > 0 {
+        s + 1
+    } else {
+        s
+    }
+}
+
 /// A pair gets an actor when a message follows its previous one this soon.
 const ACTIVATE_WITHIN: Duration = Duration::from_secs(1);
 
@@ -48,7 +59,11 @@ pub struct Shard {
     index: usize,
     pairs: IndexMap<PairKey, Slot, Hasher>,
     active: HashSet<PairKey, Hasher>,
-    timers: BTreeSet<(DateTime<Utc>, PairKey)>,
+    /// Period ends of passive pairs, by the whole second at or after the
+    /// end, as positions in `pairs` (4 bytes a pair). A position that moved
+    /// to another pair is harmless: ticking a pair at any time only makes
+    /// visible what time already decided, and `armed` filters most.
+    timers: BTreeMap<i64, Vec<u32>>,
     log: Rc<ShardLog>,
     /// Bumped when pairs are removed, which moves positions in `pairs` and so
     /// invalidates a snapshot walking them.
@@ -62,7 +77,7 @@ impl Shard {
             index,
             pairs: IndexMap::default(),
             active: HashSet::default(),
-            timers: BTreeSet::new(),
+            timers: BTreeMap::new(),
             log: ShardLog::new(),
             removals: 0,
             shared,
@@ -90,7 +105,7 @@ impl Shard {
     /// progress, and arms the shard timer of a passive pair whose deadline
     /// changed.
     fn settle(&mut self, index: usize, created: bool) {
-        let Some((key, slot)) = self.pairs.get_index(index) else {
+        let Some((_, slot)) = self.pairs.get_index(index) else {
             return;
         };
         let (keep, deadline) = {
@@ -105,10 +120,11 @@ impl Shard {
         if created {
             self.shared.stats.pair_added(self.index);
         }
-        if slot.actor.is_none() && deadline.is_some() && slot.cell.armed.get() != deadline {
-            slot.cell.armed.set(deadline);
-            if let Some(at) = deadline {
-                self.timers.insert((at, key.clone()));
+        let second = deadline.map(timer_second);
+        if slot.actor.is_none() && second.is_some() && slot.cell.armed.get() != second {
+            slot.cell.armed.set(second);
+            if let Some(at) = second {
+                self.timers.entry(at).or_default().push(index as u32);
             }
         }
     }
@@ -156,24 +172,33 @@ impl Shard {
         self.shared.routes.remove(key);
         let slot = self.pairs.get_mut(key)?;
         let actor = slot.actor.take();
-        let deadline = slot.cell.tracker.borrow().next_deadline();
-        slot.cell.armed.set(deadline);
-        if let Some(at) = deadline {
-            self.timers.insert((at, key.clone()));
+        let second = slot.cell.tracker.borrow().next_deadline().map(timer_second);
+        slot.cell.armed.set(second);
+        if let (Some(at), Some(index)) = (second, self.pairs.get_index_of(key)) {
+            self.timers.entry(at).or_default().push(index as u32);
         }
         actor
     }
 
     fn on_tick(&mut self) {
         let now = clock::now();
-        while let Some(first) = self.timers.first() {
-            if first.0 > now {
-                break;
-            }
-            let Some((_, key)) = self.timers.pop_first() else {
+        let now_second = now.timestamp();
+        while self
+            .timers
+            .first_key_value()
+            .is_some_and(|(second, _)| *second <= now_second)
+        {
+            let Some((second, keys)) = self.timers.pop_first() else {
                 break;
             };
-            if let Some(slot) = self.pairs.get(&key).filter(|s| s.actor.is_none()) {
+            for index in keys {
+                let Some((_, slot)) = self.pairs.get_index(index as usize) else {
+                    continue;
+                };
+                // Stale entries (re-armed since, or now active) are skipped.
+                if slot.actor.is_some() || slot.cell.armed.get() != Some(second) {
+                    continue;
+                }
                 slot.cell.armed.set(None);
                 if slot.cell.tracker.borrow_mut().tick(now) {
                     self.shared.stats.count_expiry();
@@ -411,6 +436,15 @@ impl Handler<DropAchievement> for Shard {
         if !doomed.is_empty() {
             self.pairs.retain(|k, _| k.achievement != id);
             self.removals += 1;
+            // Positions moved: file the passive timers again.
+            self.timers.clear();
+            for (index, slot) in self.pairs.values().enumerate() {
+                let second = slot.cell.tracker.borrow().next_deadline().map(timer_second);
+                slot.cell.armed.set(second);
+                if let (Some(at), None) = (second, &slot.actor) {
+                    self.timers.entry(at).or_default().push(index as u32);
+                }
+            }
         }
         doomed.len()
     }
@@ -512,13 +546,15 @@ impl Handler<LoadPairs> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: LoadPairs, _: &mut Self::Context) {
+        self.pairs.reserve(msg.pairs.len());
         for (key, parts, last_lsn) in msg.pairs {
             let cell = PairCell::new(PairTracker::from_parts(parts));
             cell.last_lsn.set(last_lsn);
-            let deadline = cell.tracker.borrow().next_deadline();
-            cell.armed.set(deadline);
-            if let Some(at) = deadline {
-                self.timers.insert((at, key.clone()));
+            let second = cell.tracker.borrow().next_deadline().map(timer_second);
+            cell.armed.set(second);
+            let index = self.pairs.get_index_of(&key).unwrap_or(self.pairs.len());
+            if let Some(at) = second {
+                self.timers.entry(at).or_default().push(index as u32);
             }
             if self.pairs.insert(key, Slot { cell, actor: None }).is_none() {
                 self.shared.stats.pair_added(self.index);

@@ -11,12 +11,13 @@ use super::auth::Integration;
 use super::dto::{EventResultDto, ProgressDto, StatusEntryDto, Total};
 use super::error::ApiError;
 use super::json::{parse_body, Num, Query, Time, BATCH_BODY_LIMIT, BODY_LIMIT};
+use super::metrics::EventKind;
 use super::AppState;
 use crate::clock;
 use crate::domain::achievement::check_amount;
 use crate::domain::{
-    AchievementId, ApplicationId, CustomerId, DefinitionStatus, EventId, Increase, Outcome,
-    ProgressStatus,
+    AchievementId, ApplicationId, CustomerId, DefinitionStatus, EventId, EventResult, Increase,
+    Outcome, ProgressStatus,
 };
 use crate::engine::{AchievementEntry, EngineError, EventInput};
 
@@ -37,9 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// A progress event as the integration API receives it (`POST
+/// /v1/progress_events`, and each item of a batch).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ProgressEvent {
+pub struct ProgressEvent {
     integration_id: String,
     #[serde(default)]
     achievement_id: Option<u64>,
@@ -111,6 +114,31 @@ fn resolve(
     }
 }
 
+/// Decodes the body of `POST /v1/progress_events` into the handler's request
+/// type, with the handler's errors (used by the bare baseline server).
+pub fn decode_event(bytes: &[u8]) -> Result<ProgressEvent, ApiError> {
+    super::json::decode(bytes)
+}
+
+/// Decodes the body of `POST /v1/progress_events/batch` into the handler's
+/// request type and checks its size, with the handler's errors (used by the
+/// bare baseline server).
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<ProgressEvent>, ApiError> {
+    let batch: Batch = super::json::decode(bytes)?;
+    check_batch_size(&batch)?;
+    Ok(batch.events)
+}
+
+fn check_batch_size(batch: &Batch) -> Result<(), ApiError> {
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::pointer(
+            "/events",
+            format!("a batch holds at most {MAX_BATCH} events"),
+        ));
+    }
+    Ok(())
+}
+
 fn not_found(pointer: &str) -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::NOT_FOUND,
@@ -153,6 +181,16 @@ fn to_input(
     })
 }
 
+/// Counts an event's result in the metrics (errors other than a rejection
+/// of the event itself, such as 429 or 503, are not events handled).
+fn count(state: &AppState, kind: EventKind, result: &Result<EventResult, EngineError>) {
+    match result {
+        Ok(r) => state.metrics.event(kind, r),
+        Err(EngineError::Invalid(_)) => state.metrics.invalid_event(kind),
+        Err(_) => {}
+    }
+}
+
 fn not_ready(state: &AppState) -> Result<(), ApiError> {
     if state.engine.is_ready() {
         Ok(())
@@ -171,7 +209,9 @@ async fn post_event(
     let ev: ProgressEvent = parse_body(&req, body, BODY_LIMIT).await?;
     let input = to_input(&state, app, ev)?;
     let entry = input.entry.clone();
-    let result = state.engine.increase(input).await?;
+    let result = state.engine.increase(input).await;
+    count(&state, EventKind::Increase, &result);
+    let result = result?;
     Ok(HttpResponse::Ok().json(EventResultDto::new(&result, &entry)))
 }
 
@@ -228,12 +268,7 @@ async fn post_batch(
         }
     };
     let batch: Batch = parse_body(&req, body, BATCH_BODY_LIMIT).await?;
-    if batch.events.len() > MAX_BATCH {
-        return Err(ApiError::pointer(
-            "/events",
-            format!("a batch holds at most {MAX_BATCH} events"),
-        ));
-    }
+    check_batch_size(&batch)?;
     let inputs = batch
         .events
         .into_iter()
@@ -250,6 +285,7 @@ async fn post_batch(
     };
     let mut items = Vec::with_capacity(if with_results { results.len() } else { 0 });
     for (i, (result, entry)) in results.into_iter().zip(&entries).enumerate() {
+        count(&state, EventKind::Increase, &result);
         match result {
             Ok(r) => {
                 match r.outcome {
@@ -301,7 +337,9 @@ async fn post_rollback(
     let result = state
         .engine
         .rollback(customer, entry.clone(), event_id)
-        .await?;
+        .await;
+    count(&state, EventKind::Rollback, &result);
+    let result = result?;
     Ok(HttpResponse::Ok().json(EventResultDto::new(&result, &entry)))
 }
 

@@ -5,12 +5,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod baseline;
 pub mod dto;
 pub mod error;
 pub mod export;
 pub mod integration;
 pub mod json;
 pub mod management;
+pub mod metrics;
 pub mod server;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,12 +29,14 @@ pub struct AppState {
     pub management_key_hash: [u8; 32],
     /// Set once the restore finished.
     pub store: Arc<OnceLock<Arc<Store>>>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Registers every route on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .configure(admin::configure)
         .configure(management::configure)
         .configure(integration::configure);

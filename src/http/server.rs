@@ -62,11 +62,13 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
         engine: engine.clone(),
         management_key_hash: hash_key(&management_key),
         store: store_cell.clone(),
+        metrics: Arc::new(super::metrics::Metrics::new()),
     });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(middleware::Logger::new("%r %s %Dms").log_target("http"))
+            .wrap(middleware::from_fn(super::metrics::track_requests))
             .configure(super::configure)
             .default_service(web::to(super::not_found))
     })

@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use futures_executor::block_on;
 use super::codec;
 use super::model::{CatalogRecordV1, PairRecordV1, PairV1};
 use super::snapshot::{self, HeaderV1, SnapshotError, SnapshotWriter};
-use super::wal::{self, Wal};
+use super::wal::{self, OnFailure, Wal};
 use crate::clock;
 use crate::domain::{AchievementId, CustomerId};
 use crate::engine::catalog::CatalogState;
@@ -36,6 +37,10 @@ const CHUNK_PAIRS: usize = 2048;
 const BATCH: usize = 8192;
 /// Appends queued per log before callers are told it is full.
 const WAL_QUEUE: usize = 1 << 20;
+/// A restore step logs its progress at least this often...
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// ...or every this many items, whichever comes first.
+const PROGRESS_ITEMS: u64 = 1_000_000;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +88,91 @@ pub struct Store {
     catalog_wal: Wal,
     shard_wals: Vec<Wal>,
     one_at_a_time: Mutex<()>,
+    /// What the restore that opened this store did.
+    restored: RestoreReport,
+    /// The newest snapshot taken or restored from.
+    last_snapshot: Mutex<Option<SnapshotInfo>>,
+    snapshots: AtomicU64,
+    snapshot_failures: AtomicU64,
+}
+
+/// Logs a progress line for a long restore step, at most every
+/// `PROGRESS_EVERY` or `PROGRESS_ITEMS` items, with the rate so far.
+struct Progress {
+    step: &'static str,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    logged_at: Instant,
+    logged_done: u64,
+    checked_done: u64,
+}
+
+impl Progress {
+    fn new(step: &'static str, total: Option<u64>) -> Progress {
+        let now = Instant::now();
+        Progress {
+            step,
+            total,
+            done: 0,
+            started: now,
+            logged_at: now,
+            logged_done: 0,
+            checked_done: 0,
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.done += n;
+        // Look at the clock only every few thousand items.
+        if self.done - self.checked_done < 4096 {
+            return;
+        }
+        self.checked_done = self.done;
+        if self.done - self.logged_done >= PROGRESS_ITEMS
+            || self.logged_at.elapsed() >= PROGRESS_EVERY
+        {
+            self.log();
+        }
+    }
+
+    fn log(&mut self) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            (self.done as f64 / secs) as u64
+        } else {
+            0
+        };
+        match self.total {
+            Some(total) => tracing::info!(
+                step = self.step,
+                done = self.done,
+                total,
+                rate,
+                "restore progress: {} {} / {} ({:.0}%), {} per second",
+                self.step,
+                self.done,
+                total,
+                if total > 0 {
+                    self.done as f64 * 100.0 / total as f64
+                } else {
+                    100.0
+                },
+                rate
+            ),
+            None => tracing::info!(
+                step = self.step,
+                done = self.done,
+                rate,
+                "restore progress: {} {}, {} per second",
+                self.step,
+                self.done,
+                rate
+            ),
+        }
+        self.logged_at = Instant::now();
+        self.logged_done = self.done;
+    }
 }
 
 fn shard_dir(dir: &Path, i: usize) -> PathBuf {
@@ -139,17 +229,30 @@ impl Store {
         dir: &Path,
         keep: usize,
     ) -> Result<(Store, RestoreReport), StoreError> {
+        let span = tracing::info_span!(
+            "restore",
+            dir = %dir.display(),
+            snapshot = tracing::field::Empty,
+            pairs = tracing::field::Empty,
+            pair_records = tracing::field::Empty,
+            millis = tracing::field::Empty,
+        )
+        .entered();
         let started = Instant::now();
         let shards = engine.shard_addrs().len();
         check_dir(dir, shards)?;
         snapshot::remove_temporaries(dir)?;
         let mut report = RestoreReport::default();
+        let mut last_snapshot = None;
 
         // 1. The newest snapshot that passes its checks.
         let mut loaded: Option<(HeaderV1, CatalogState, Vec<PairV1>)> = None;
         for file in snapshot::list(dir)?.iter().rev() {
             let mut pairs = Vec::new();
+            let total = snapshot::read_header(&file.path).ok().map(|h| h.pairs);
+            let mut progress = Progress::new("snapshot pairs read", total);
             let result = snapshot::read(&file.path, |chunk| {
+                progress.advance(chunk.len() as u64);
                 pairs.extend(chunk);
                 Ok(())
             })
@@ -164,6 +267,14 @@ impl Store {
                 Ok((header, state)) => {
                     tracing::info!(id = file.id, pairs = header.pairs, "restoring snapshot");
                     report.snapshot = Some(file.id);
+                    span.record("snapshot", file.id);
+                    last_snapshot = Some(SnapshotInfo {
+                        id: file.id,
+                        created: header.created(),
+                        pairs: header.pairs,
+                        bytes: fs::metadata(&file.path).map_or(0, |m| m.len()),
+                        duration: None,
+                    });
                     loaded = Some((header, state, pairs));
                     break;
                 }
@@ -223,7 +334,9 @@ impl Store {
 
         // 3. Pairs of the snapshot, to the shards that now own them.
         let mut buckets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut progress = Progress::new("pairs restored", Some(pairs.len() as u64));
         for pair in pairs {
+            progress.advance(1);
             let Some(entry) = engine
                 .catalog
                 .read()
@@ -268,6 +381,7 @@ impl Store {
 
         // 4. Pair changes after the snapshot, shard log by shard log.
         let mut next_lsns = Vec::with_capacity(shards);
+        let mut progress = Progress::new("log records replayed", None);
         for i in 0..shards {
             let from = header.shard_lsns.get(i).copied().unwrap_or(0);
             let log = shard_dir(dir, i);
@@ -303,6 +417,7 @@ impl Store {
                     return; // its achievement was deleted since
                 };
                 batch.push((lsn, record, entry));
+                progress.advance(1);
                 if batch.len() >= BATCH {
                     let records = std::mem::take(&mut batch);
                     report.pair_records += records.len() as u64;
@@ -322,11 +437,11 @@ impl Store {
         }
 
         // 5. Open the logs for new records.
-        let catalog_wal = Wal::open(&catalog_log, catalog_next, WAL_QUEUE)?;
+        let catalog_wal = Wal::open(&catalog_log, catalog_next, WAL_QUEUE, OnFailure::Discard)?;
         block_on(engine.attach_catalog_log(catalog_wal.clone(), catalog_next));
         let mut shard_wals = Vec::with_capacity(shards);
         for (i, next_lsn) in next_lsns.into_iter().enumerate() {
-            let wal = Wal::open(&shard_dir(dir, i), next_lsn, WAL_QUEUE)?;
+            let wal = Wal::open(&shard_dir(dir, i), next_lsn, WAL_QUEUE, OnFailure::Retain)?;
             ask(
                 &engine.shard_addrs()[i],
                 AttachLog {
@@ -337,6 +452,9 @@ impl Store {
             shard_wals.push(wal);
         }
         report.duration = started.elapsed();
+        span.record("pairs", report.pairs);
+        span.record("pair_records", report.pair_records);
+        span.record("millis", report.duration.as_millis() as u64);
         tracing::info!(
             snapshot = ?report.snapshot,
             pairs = report.pairs,
@@ -352,6 +470,10 @@ impl Store {
                 catalog_wal,
                 shard_wals,
                 one_at_a_time: Mutex::new(()),
+                restored: report.clone(),
+                last_snapshot: Mutex::new(last_snapshot),
+                snapshots: AtomicU64::new(0),
+                snapshot_failures: AtomicU64::new(0),
             },
             report,
         ))
@@ -362,9 +484,66 @@ impl Store {
         std::iter::once(&self.catalog_wal).chain(self.shard_wals.iter())
     }
 
+    /// The logs with their names (`catalog`, `shard-000`, ...), catalog first.
+    pub fn named_wals(&self) -> impl Iterator<Item = (String, &Wal)> {
+        std::iter::once(("catalog".to_string(), &self.catalog_wal)).chain(
+            self.shard_wals
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("shard-{i:03}"), w)),
+        )
+    }
+
+    /// What the restore that opened this store did.
+    pub fn restore_report(&self) -> &RestoreReport {
+        &self.restored
+    }
+
+    /// The newest snapshot this process took, or else the one it restored.
+    pub fn last_snapshot(&self) -> Option<SnapshotInfo> {
+        self.last_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Snapshots taken by this process, and attempts that failed.
+    pub fn snapshot_counts(&self) -> (u64, u64) {
+        (
+            self.snapshots.load(Ordering::Relaxed),
+            self.snapshot_failures.load(Ordering::Relaxed),
+        )
+    }
+
     /// Takes a snapshot while traffic flows: the catalog at a log position,
     /// then each shard chunk by chunk. Blocking; one at a time.
     pub fn snapshot(&self, engine: &Engine) -> Result<SnapshotInfo, StoreError> {
+        let span = tracing::info_span!(
+            "snapshot",
+            id = tracing::field::Empty,
+            pairs = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+            millis = tracing::field::Empty,
+        )
+        .entered();
+        match self.write_snapshot(engine) {
+            Ok(info) => {
+                span.record("id", info.id);
+                span.record("pairs", info.pairs);
+                span.record("bytes", info.bytes);
+                span.record("millis", info.duration.map_or(0, |d| d.as_millis() as u64));
+                self.snapshots.fetch_add(1, Ordering::Relaxed);
+                *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
+                Ok(info)
+            }
+            Err(e) => {
+                self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_snapshot(&self, engine: &Engine) -> Result<SnapshotInfo, StoreError> {
         let _one = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let created = clock::now();

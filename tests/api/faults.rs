@@ -95,11 +95,23 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
     }
     let (held, refused) = first_refused.expect("a full disk refuses writes");
     assert_error(&refused, 503, None);
-    assert!(refused.json()["message"].as_str().unwrap_or("").contains("disk"), "{}", refused.text);
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disk"),
+        "{}",
+        refused.text
+    );
     let again = app.event(&key, event("e3")).await;
     assert_error(&again, 503, None);
     let batch = app
-        .integ(&key, "POST", "/v1/progress_events/batch", Some(json!({"events": [event("e4")]})))
+        .integ(
+            &key,
+            "POST",
+            "/v1/progress_events/batch",
+            Some(json!({"events": [event("e4")]})),
+        )
         .await;
     assert_error(&batch, 503, None);
     let snapshot = app.mgmt("POST", "/v1/admin/snapshots", None).await;
@@ -109,7 +121,10 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
         .integ(&key, "GET", "/v1/customer_profiles/c1/achievements", None)
         .await;
     assert_eq!(read.status, 200, "{}", read.text);
-    assert_eq!(app.raw("GET", "/healthz", Auth::None, None).await.status, 200);
+    assert_eq!(
+        app.raw("GET", "/healthz", Auth::None, None).await.status,
+        200
+    );
 
     free(&filler);
     eventually("writes to work again", async || {
@@ -119,8 +134,14 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
     // The held event reached memory before its write failed and was written
     // once the disk worked: a retry is a duplicate. e3/e4 were refused before
     // they changed anything.
-    assert_eq!(app.event(&key, event(&held)).await.json()["outcome"], "duplicate");
-    assert_eq!(app.event(&key, event("e3")).await.json()["outcome"], "applied");
+    assert_eq!(
+        app.event(&key, event(&held)).await.json()["outcome"],
+        "duplicate"
+    );
+    assert_eq!(
+        app.event(&key, event("e3")).await.json()["outcome"],
+        "applied"
+    );
     let progress = app
         .integ(&key, "GET", "/v1/customer_profiles/c1/achievements", None)
         .await

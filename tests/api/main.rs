@@ -4,5 +4,7 @@
 mod helpers;
 
 mod events;
+mod faults;
 mod management;
+mod metrics;
 mod recovery;

@@ -123,13 +123,21 @@ fn failed_writes_are_refused_held_and_written_once_the_disk_works() {
         try_append(&wal, vec![(3, b"also in memory".to_vec())]),
         Err(WalError::Degraded)
     ));
-    assert_eq!(payloads(dir.path(), 0).len(), 1, "nothing unwritten is on disk");
+    assert_eq!(
+        payloads(dir.path(), 0).len(),
+        1,
+        "nothing unwritten is on disk"
+    );
     assert_eq!(wal.stats.durable_lsn.load(Ordering::Relaxed), 1);
     wal.fail_writes(false);
     wait_until("recovery", || !wal.is_degraded());
     append(&wal, vec![(4, b"after".to_vec())]);
     let lsns: Vec<u64> = payloads(dir.path(), 0).iter().map(|r| r.0).collect();
-    assert_eq!(lsns, vec![1, 2, 3, 4], "held records written in order first");
+    assert_eq!(
+        lsns,
+        vec![1, 2, 3, 4],
+        "held records written in order first"
+    );
     assert!(wal.stats.errors.load(Ordering::Relaxed) >= 1);
 }
 
