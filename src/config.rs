@@ -31,6 +31,15 @@ pub struct Settings {
     #[arg(long, env = "ACHV_SNAPSHOT_KEEP", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub snapshot_keep: u32,
 
+    /// How long an applied eventId is remembered for idempotency (seconds;
+    /// default 7 days). Also bounds how far back a rollback can reach.
+    #[arg(long, env = "ACHV_IDEMPOTENCY_RETENTION_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
+    pub idempotency_retention_secs: u64,
+
+    /// Past iterations kept per (customer, achievement) pair.
+    #[arg(long, env = "ACHV_HISTORY_CAP", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub history_cap: u32,
+
     /// Events admitted in flight per shard; beyond it writes get 429 with
     /// Retry-After.
     #[arg(long, env = "ACHV_QUEUE_CAPACITY", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
@@ -39,6 +48,17 @@ pub struct Settings {
     /// HTTP workers and actor arbiters (default: number of CPUs).
     #[arg(long, env = "ACHV_WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub workers: Option<u16>,
+
+    /// Open connections each HTTP worker accepts; beyond it new connections
+    /// wait in the listen backlog until one closes.
+    #[arg(long, env = "ACHV_MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Milliseconds a client has to send a request's head (and to finish
+    /// after the server asked to close); a client that stalls longer gets
+    /// 408 and is disconnected. Also the idle keep-alive time.
+    #[arg(long, env = "ACHV_REQUEST_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub request_timeout_ms: u64,
 }
 
 impl Settings {

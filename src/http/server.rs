@@ -37,6 +37,13 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
     let config = EngineConfig {
         arbiters: settings.worker_count(),
         queue_capacity: settings.queue_capacity as usize,
+        limits: crate::domain::Limits {
+            idempotency_retention: chrono::Duration::seconds(
+                i64::try_from(settings.idempotency_retention_secs).unwrap_or(i64::MAX),
+            ),
+            history_cap: settings.history_cap as usize,
+            ..crate::domain::Limits::default()
+        },
         ..EngineConfig::default()
     };
     store::check_dir(&settings.data_dir, config.shards)?;

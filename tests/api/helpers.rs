@@ -37,6 +37,8 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         management_key: Some("test-management-key".into()),
         snapshot_interval: 0,
         snapshot_keep: 3,
+        idempotency_retention_secs: 604_800,
+        history_cap: 100,
         queue_capacity: 65_536,
         workers: Some(2),
     }
