@@ -32,7 +32,7 @@ use crate::domain::{
     AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, Outcome, PairTracker,
 };
 use crate::persist::codec;
-use crate::persist::model::{PairRecord, PairRecordOp, PairRecordV1};
+use crate::persist::model::PairRecordRefV1;
 use crate::persist::wal::{Durable, Record, Wal};
 
 /// A pair's key within the engine.
@@ -111,20 +111,29 @@ impl ShardLog {
         if self.wal.borrow().is_none() {
             return Ok(None);
         }
-        let record = PairRecord {
-            achievement: op.key.achievement,
-            customer: op.key.customer.clone(),
-            pair_number: cell.tracker.borrow().pair_number(),
-            now,
-            campaign_running,
-            op: match op.kind {
-                OpKind::Increase(inc) => PairRecordOp::Increase(inc.clone()),
-                OpKind::Rollback(id) => PairRecordOp::Rollback(id.clone()),
-                #[cfg(test)]
-                OpKind::Panic => return Ok(None),
-            },
+        let pair_number = cell.tracker.borrow().pair_number();
+        let (achievement, customer) = (op.key.achievement, &op.key.customer);
+        let record = match op.kind {
+            OpKind::Increase(inc) => PairRecordRefV1::increase(
+                achievement,
+                customer,
+                pair_number,
+                now,
+                campaign_running,
+                inc,
+            ),
+            OpKind::Rollback(id) => PairRecordRefV1::rollback(
+                achievement,
+                customer,
+                pair_number,
+                now,
+                campaign_running,
+                id,
+            ),
+            #[cfg(test)]
+            OpKind::Panic => return Ok(None),
         };
-        let bytes = codec::encode(&PairRecordV1::from(&record))
+        let bytes = codec::encode(&record)
             .map_err(|_| EngineError::Internal("cannot encode a log record"))?;
         let lsn = self.next_lsn.get();
         self.next_lsn.set(lsn + 1);
@@ -248,12 +257,17 @@ impl PairOp {
 /// A panic inside the domain is caught, logged and counted; the state is left
 /// as the domain left it (it validates before it mutates). An applied change
 /// is numbered and returned as a log record to append.
-pub fn run_op(cell: &PairCell, op: OpRef<'_>, shared: &Shared, log: &ShardLog) -> StepOutcome {
+pub fn run_op(
+    cell: &PairCell,
+    op: OpRef<'_>,
+    shared: &Shared,
+    log: &ShardLog,
+    now: DateTime<Utc>,
+) -> StepOutcome {
     if !op.entry.is_alive() {
         return Err(EngineError::not_found("achievement", "achievementId"));
     }
     log.check_writable()?;
-    let now = clock::now();
     let running = op.entry.campaign.running_at(now);
     let result = apply_op(cell, op, shared, now, running)?;
     let record = if result.outcome == Outcome::Applied {
@@ -385,7 +399,13 @@ impl Handler<PairOp> for PairActor {
     type Result = ResponseFuture<Result<EventResult, EngineError>>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
-        let outcome = run_op(&self.cell, op.as_ref(), &self.shared, &self.log);
+        let outcome = run_op(
+            &self.cell,
+            op.as_ref(),
+            &self.shared,
+            &self.log,
+            clock::now(),
+        );
         if matches!(outcome, Err(EngineError::Internal(_))) {
             // Restart from the last state: the shard drops this actor and
             // activates a fresh one on the next message.

@@ -131,7 +131,7 @@ impl Shard {
 
     /// Runs an operation on a pair in this shard's thread. Returns the
     /// pair's position (if it exists after the step) with the outcome.
-    fn run_inline(&mut self, op: OpRef<'_>) -> (Option<usize>, StepOutcome) {
+    fn run_inline(&mut self, op: OpRef<'_>, now: DateTime<Utc>) -> (Option<usize>, StepOutcome) {
         if matches!(op.kind, OpKind::Rollback(_)) && !self.pairs.contains_key(op.key) {
             return (
                 None,
@@ -141,7 +141,7 @@ impl Shard {
         let shared = self.shared.clone();
         let (index, created) = self.ensure(op.key, || shared.next_pair_number());
         let cell = self.pairs[index].cell.clone();
-        let outcome = run_op(&cell, op, &self.shared, &self.log);
+        let outcome = run_op(&cell, op, &self.shared, &self.log, now);
         self.settle(index, created);
         let kept = index < self.pairs.len();
         (kept.then_some(index), outcome)
@@ -248,7 +248,7 @@ impl Handler<PairOp> for Shard {
             .pairs
             .get(&op.key)
             .is_some_and(|s| s.cell.last_active.get().elapsed() < ACTIVATE_WITHIN);
-        let (index, outcome) = self.run_inline(op.as_ref());
+        let (index, outcome) = self.run_inline(op.as_ref(), clock::now());
         if matches!(outcome, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&op.key) {
                 actor.do_send(Passivate);
@@ -279,6 +279,8 @@ impl Handler<PairBatch> for Shard {
     fn handle(&mut self, batch: PairBatch, _: &mut Self::Context) -> Self::Result {
         let mut records = Vec::new();
         let mut wait = 0;
+        // One arrival time for the whole batch (it arrived at once).
+        let now = clock::now();
         let results: Vec<_> = batch
             .ops
             .iter()
@@ -288,7 +290,7 @@ impl Handler<PairBatch> for Shard {
                     entry: &batch.entries[*entry],
                     kind,
                 };
-                self.run_inline(op).1.map(|(result, record, w)| {
+                self.run_inline(op, now).1.map(|(result, record, w)| {
                     records.extend(record);
                     wait = wait.max(w);
                     result

@@ -191,21 +191,12 @@ fn count(state: &AppState, kind: EventKind, result: &Result<EventResult, EngineE
     }
 }
 
-fn not_ready(state: &AppState) -> Result<(), ApiError> {
-    if state.engine.is_ready() {
-        Ok(())
-    } else {
-        Err(EngineError::Unavailable("the engine is restoring its state").into())
-    }
-}
-
 async fn post_event(
     Integration(app): Integration,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    not_ready(&state)?;
     let ev: ProgressEvent = parse_body(&req, body, BODY_LIMIT).await?;
     let input = to_input(&state, app, ev)?;
     let entry = input.entry.clone();
@@ -255,7 +246,6 @@ async fn post_batch(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    not_ready(&state)?;
     let query = Query::from_request(&req)?;
     let with_results = match query.get("results") {
         None | Some("all") => true,
@@ -328,7 +318,6 @@ async fn post_rollback(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    not_ready(&state)?;
     let b: RollbackBody = parse_body(&req, body, BODY_LIMIT).await?;
     let customer = customer(&b.integration_id)?;
     let event_id = event_id(Some(&b.event_id))?

@@ -80,6 +80,10 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
             .default_service(web::to(super::not_found))
     })
     .workers(workers)
+    .max_connections(settings.max_connections as usize)
+    .client_request_timeout(Duration::from_millis(settings.request_timeout_ms))
+    .client_disconnect_timeout(Duration::from_millis(settings.request_timeout_ms))
+    .keep_alive(Duration::from_millis(settings.request_timeout_ms))
     // The binary handles SIGTERM/SIGINT itself: actix's own handling stops
     // the whole actix system, shards included, before the final snapshot.
     .disable_signals()

@@ -227,6 +227,78 @@ pub struct PairRecordV1 {
     pub op: PairOpV1,
 }
 
+/// The borrowed twin of [`PairRecordV1`], for encoding a record on the hot
+/// path without copying its strings. It encodes to exactly the same bytes
+/// (same fields in the same order; bincode writes no names).
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRecordRefV1<'a> {
+    pub achievement: u64,
+    pub customer: &'a str,
+    pub pair_number: u64,
+    pub now: TimeV1,
+    pub campaign_running: bool,
+    pub op: PairOpRefV1<'a>,
+}
+
+/// The borrowed twin of [`PairOpV1`].
+#[derive(Debug, Clone, Serialize)]
+pub enum PairOpRefV1<'a> {
+    Increase {
+        delta: DecimalV1,
+        at: Option<TimeV1>,
+        event_id: Option<&'a str>,
+    },
+    Rollback {
+        event_id: &'a str,
+    },
+}
+
+impl<'a> PairRecordRefV1<'a> {
+    /// The record of an increase.
+    pub fn increase(
+        achievement: AchievementId,
+        customer: &'a CustomerId,
+        pair_number: u64,
+        now: DateTime<Utc>,
+        campaign_running: bool,
+        inc: &'a Increase,
+    ) -> Self {
+        PairRecordRefV1 {
+            achievement: achievement.0,
+            customer: customer.as_str(),
+            pair_number,
+            now: now.into(),
+            campaign_running,
+            op: PairOpRefV1::Increase {
+                delta: inc.delta.into(),
+                at: inc.at.map(Into::into),
+                event_id: inc.event_id.as_ref().map(EventId::as_str),
+            },
+        }
+    }
+
+    /// The record of a rollback.
+    pub fn rollback(
+        achievement: AchievementId,
+        customer: &'a CustomerId,
+        pair_number: u64,
+        now: DateTime<Utc>,
+        campaign_running: bool,
+        event_id: &'a EventId,
+    ) -> Self {
+        PairRecordRefV1 {
+            achievement: achievement.0,
+            customer: customer.as_str(),
+            pair_number,
+            now: now.into(),
+            campaign_running,
+            op: PairOpRefV1::Rollback {
+                event_id: event_id.as_str(),
+            },
+        }
+    }
+}
+
 // ---- conversions: engine → disk ----
 
 impl From<&Application> for ApplicationV1 {

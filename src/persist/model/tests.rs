@@ -748,3 +748,41 @@ fn a_damaged_header_number_is_detected() {
         result.map(|r| r.0)
     );
 }
+
+#[test]
+fn the_borrowed_pair_record_encodes_to_the_same_bytes_as_the_owned_one() {
+    use crate::domain::{AchievementId, CustomerId, EventId, Increase};
+    let customer = CustomerId::parse("jane+promo@example.com", "/integrationId").unwrap();
+    let now = chrono::DateTime::from_timestamp(1_700_000_000, 123_000_000).unwrap();
+    let inc = Increase {
+        delta: rust_decimal::Decimal::new(125, 2),
+        at: Some(now),
+        event_id: Some(EventId::parse("pos-1", "/eventId").unwrap()),
+    };
+    let borrowed = PairRecordRefV1::increase(AchievementId(4), &customer, 9, now, true, &inc);
+    let owned = PairRecordV1::from(&PairRecord {
+        achievement: AchievementId(4),
+        customer: customer.clone(),
+        pair_number: 9,
+        now,
+        campaign_running: true,
+        op: PairRecordOp::Increase(inc.clone()),
+    });
+    assert_eq!(
+        codec::encode(&borrowed).unwrap(),
+        codec::encode(&owned).unwrap()
+    );
+    let id = EventId::parse("pos-2", "/eventId").unwrap();
+    let borrowed = PairRecordRefV1::rollback(AchievementId(4), &customer, 9, now, false, &id);
+    let owned = PairRecordV1::from(&PairRecord {
+        achievement: AchievementId(4),
+        customer: customer.clone(),
+        pair_number: 9,
+        now,
+        campaign_running: false,
+        op: PairRecordOp::Rollback(id.clone()),
+    });
+    let bytes = codec::encode(&borrowed).unwrap();
+    assert_eq!(bytes, codec::encode(&owned).unwrap());
+    assert_eq!(codec::decode::<PairRecordV1>(&bytes).unwrap(), owned);
+}
