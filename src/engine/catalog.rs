@@ -144,7 +144,8 @@ pub struct CatalogState {
     pub api_keys: HashMap<[u8; 32], ApiKeyInfo>,
     pub campaigns: BTreeMap<CampaignId, Campaign>,
     pub achievements: BTreeMap<AchievementId, Arc<AchievementEntry>>,
-    names: HashMap<(ApplicationId, String), AchievementId>,
+    /// Achievement ids by application and API name.
+    names: HashMap<ApplicationId, HashMap<String, AchievementId>>,
 }
 
 /// The catalog, shared by all HTTP workers and shards.
@@ -227,8 +228,9 @@ impl CatalogState {
             }
             CatalogRecord::DeleteAchievement(id) => {
                 if let Some(entry) = self.achievements.remove(id) {
-                    self.names
-                        .remove(&(entry.application_id, entry.achievement.name.clone()));
+                    if let Some(names) = self.names.get_mut(&entry.application_id) {
+                        names.remove(&entry.achievement.name);
+                    }
                     entry.deleted.store(true, Ordering::Relaxed);
                 }
             }
@@ -289,10 +291,10 @@ impl CatalogState {
             deleted: Arc::new(AtomicBool::new(false)),
             achievement,
         };
-        self.names.insert(
-            (entry.application_id, entry.achievement.name.clone()),
-            entry.achievement.id,
-        );
+        self.names
+            .entry(entry.application_id)
+            .or_default()
+            .insert(entry.achievement.name.clone(), entry.achievement.id);
         self.achievements
             .insert(entry.achievement.id, Arc::new(entry));
     }
@@ -468,7 +470,7 @@ impl Catalog {
         let rules = draft.validate().map_err(EngineError::Invalid)?;
         let s = self.read();
         s.campaign(app, campaign)?;
-        if s.names.contains_key(&(app, draft.name.clone())) {
+        if s.names.get(&app).is_some_and(|n| n.contains_key(&draft.name)) {
             return Err(EngineError::Conflict {
                 pointer: "/name",
                 message: format!(
@@ -517,7 +519,7 @@ impl Catalog {
         name: &str,
     ) -> Option<Arc<AchievementEntry>> {
         let s = self.read();
-        let id = s.names.get(&(app, name.to_string()))?;
+        let id = s.names.get(&app)?.get(name)?;
         s.achievements.get(id).cloned()
     }
 
@@ -600,20 +602,6 @@ impl Catalog {
     /// Performs a planned change.
     pub fn apply(&self, record: &CatalogRecord) {
         self.write().apply(record);
-    }
-
-    pub fn delete_achievement(
-        &self,
-        app: ApplicationId,
-        campaign: CampaignId,
-        id: AchievementId,
-    ) -> Result<Arc<AchievementEntry>, EngineError> {
-        let mut s = self.write();
-        let entry = s.entry(app, campaign, id)?.clone();
-        s.achievements.remove(&id);
-        s.names.remove(&(app, entry.achievement.name.clone()));
-        entry.deleted.store(true, Ordering::Relaxed);
-        Ok(entry)
     }
 }
 
