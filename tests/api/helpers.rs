@@ -41,6 +41,8 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         history_cap: 100,
         queue_capacity: 65_536,
         workers: Some(2),
+        max_connections: 25_000,
+        request_timeout_ms: 5_000,
     }
 }
 
