@@ -330,11 +330,13 @@ impl PairTracker {
             return Ok(EventResult::rejected(Reason::CampaignNotRunning));
         }
         let t = inc.at.unwrap_or(now);
-        if t > now + ctx.limits.max_clock_skew {
-            return Ok(EventResult::rejected(Reason::FutureTimestamp));
-        }
+        // SPEC §3 step 1, in its order: outside the schedule, then too far
+        // ahead of the server.
         if !rules.accepts_progress_at(ctx.tz, t) {
             return Ok(EventResult::rejected(Reason::OutsideSchedule));
+        }
+        if t > now + ctx.limits.max_clock_skew {
+            return Ok(EventResult::rejected(Reason::FutureTimestamp));
         }
         let on_completion = rules.recurrence == RecurrencePolicy::OnCompletion;
 

@@ -1697,3 +1697,19 @@ proptest! {
         prop_assert_eq!(ids.len(), all.len());
     }
 }
+
+#[test]
+fn outside_schedule_is_checked_before_future_timestamp() {
+    let mut rules = user("10", Some("1D"), OnExpiration);
+    rules.end_date = Some(ts("2024-01-01 00:30:00"));
+    let fx = Fx::new(rules);
+    let mut tr = PairTracker::new(1);
+    let now = ts("2024-01-01 00:00:00");
+    // An hour ahead of the server and after endDate: the schedule decides.
+    let r = fx.apply(&mut tr, now, "1", Some(ts("2024-01-01 01:00:00")), None);
+    assert_eq!(r.reason, Some(Reason::OutsideSchedule));
+    // Ten minutes ahead and within the schedule: too far in the future.
+    let r = fx.apply(&mut tr, now, "1", Some(ts("2024-01-01 00:10:00")), None);
+    assert_eq!(r.reason, Some(Reason::FutureTimestamp));
+    assert!(!tr.has_progress());
+}
