@@ -470,7 +470,10 @@ impl Catalog {
         let rules = draft.validate().map_err(EngineError::Invalid)?;
         let s = self.read();
         s.campaign(app, campaign)?;
-        if s.names.get(&app).is_some_and(|n| n.contains_key(&draft.name)) {
+        if s.names
+            .get(&app)
+            .is_some_and(|n| n.contains_key(&draft.name))
+        {
             return Err(EngineError::Conflict {
                 pointer: "/name",
                 message: format!(

@@ -1,8 +1,8 @@
 //! Strict request decoding and exact JSON values.
 //!
-//! Owns: reading a body with a size limit (413), decoding it with unknown
-//! fields refused and every error tied to a JSON pointer, exact decimals in
-//! both directions (`Num`: JSON numbers parsed as text, never through `f64`),
+//! Owns: the header size limit (431), reading a body with a size limit
+//! (413), decoding it with unknown fields refused and every error tied to a
+//! JSON pointer, exact decimals in both directions (`Num`: JSON numbers parsed as text, never through `f64`),
 //! RFC 3339 instants (`Time`), and query-string parameters.
 
 use std::fmt;
@@ -22,6 +22,32 @@ use super::error::{ApiError, Source};
 pub const BODY_LIMIT: usize = 256 * 1024;
 /// Body limit for batches (10 000 events).
 pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Limit on a request's headers (names and values, summed). actix-http
+/// itself reads a head of up to 128 KiB and answers 431 beyond it; no
+/// legitimate client needs more than this.
+pub const HEADER_LIMIT: usize = 16 * 1024;
+
+/// Middleware: 431 for requests whose headers exceed [`HEADER_LIMIT`].
+pub async fn header_limit(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > HEADER_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers are larger than {HEADER_LIMIT} bytes"),
+            None,
+        )
+        .into());
+    }
+    next.call(req).await
+}
 
 /// Reads a body of at most `limit` bytes.
 pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {

@@ -74,6 +74,7 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(middleware::from_fn(super::json::header_limit))
             .wrap(middleware::Logger::new("%r %s %Dms").log_target("http"))
             .wrap(middleware::from_fn(super::metrics::track_requests))
             .configure(super::configure)
@@ -82,7 +83,7 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
     .workers(workers)
     .max_connections(settings.max_connections as usize)
     .client_request_timeout(Duration::from_millis(settings.request_timeout_ms))
-    .client_disconnect_timeout(Duration::from_millis(settings.request_timeout_ms))
+    .client_disconnect_timeout(Duration::from_secs(1))
     .keep_alive(Duration::from_millis(settings.request_timeout_ms))
     // The binary handles SIGTERM/SIGINT itself: actix's own handling stops
     // the whole actix system, shards included, before the final snapshot.

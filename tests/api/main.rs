@@ -5,6 +5,8 @@ mod helpers;
 
 mod events;
 mod faults;
+mod fuzz_regressions;
+mod limits;
 mod management;
 mod metrics;
 mod recovery;
