@@ -36,14 +36,12 @@ use crate::domain::{
 use crate::persist::codec;
 use crate::persist::wal::Wal;
 
-/// Shards (and write-ahead logs) of a data directory; fixed, so that the
-/// worker count can change between runs without moving pairs between logs.
-pub const DEFAULT_SHARDS: usize = 8;
-
 /// Engine tunables.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Shards, each with its own log; they are spread over the arbiters.
+    /// Shards, each with its own log; they are spread over the arbiters. A
+    /// data directory keeps the count it was first started with
+    /// (`persist::store::shard_count`).
     pub shards: usize,
     /// Actix arbiters (threads) that run the shards and pair actors.
     pub arbiters: usize,
@@ -57,7 +55,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            shards: DEFAULT_SHARDS,
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             arbiters: std::thread::available_parallelism().map_or(1, |n| n.get()),
             limits: Limits::default(),
             queue_capacity: 65_536,

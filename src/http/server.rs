@@ -35,6 +35,7 @@ pub struct Running {
 /// awaited), and starts the restore. Must be called inside an actix system.
 pub fn start(settings: &Settings) -> anyhow::Result<Running> {
     let config = EngineConfig {
+        shards: store::shard_count(&settings.data_dir, settings.worker_count()),
         arbiters: settings.worker_count(),
         queue_capacity: settings.queue_capacity as usize,
         limits: crate::domain::Limits {

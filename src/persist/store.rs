@@ -183,6 +183,24 @@ fn catalog_dir(dir: &Path) -> PathBuf {
     dir.join("wal").join("catalog")
 }
 
+/// The number of shards a data directory was started with (one log each), or
+/// `default` for a new directory. It stays fixed for the directory's life, so
+/// a restart with another worker count keeps every pair in its log.
+pub fn shard_count(dir: &Path, default: usize) -> usize {
+    let logs = fs::read_dir(dir.join("wal"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("shard-"))
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .max();
+    logs.map_or(default.max(1), |i| i + 1)
+}
+
 /// Checks that the data directory can be used; a clear startup error if not.
 pub fn check_dir(dir: &Path, shards: usize) -> Result<(), StoreError> {
     let err = |source| StoreError::Dir {
@@ -332,6 +350,7 @@ impl Store {
         }
         let catalog_next = (last + 1).max(header.catalog_lsn).max(1);
 
+        let mut lsn_floor = header.shard_lsns.iter().copied().max().unwrap_or(0);
         // 3. Pairs of the snapshot, to the shards that now own them.
         let mut buckets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
         let mut progress = Progress::new("pairs restored", Some(pairs.len() as u64));
@@ -359,6 +378,7 @@ impl Store {
                 why: e.to_string(),
             })?;
             let shard = engine.shard_for(entry.application_id, &customer);
+            lsn_floor = lsn_floor.max(pair.last_lsn);
             buckets[shard].push((
                 PairKey {
                     achievement: entry.achievement.id,
@@ -433,7 +453,10 @@ impl Store {
                 report.pair_records += batch.len() as u64;
                 ask(addr, Replay { records: batch })?;
             }
-            next_lsns.push((last + 1).max(from).max(1));
+            // New records must number above every LSN a pair remembers
+            // (even one from another shard's log), or a later replay would
+            // skip them; jumping ahead in a log is harmless.
+            next_lsns.push((last + 1).max(from).max(lsn_floor + 1));
         }
 
         // 5. Open the logs for new records.

@@ -16,7 +16,10 @@ use crate::engine::{AchievementEntry, Catalog, EngineConfig, EventInput};
 use crate::persist::model::{CatalogV1, EffectV1, IterationV1, PairV1, TimeV1};
 
 fn config() -> EngineConfig {
+    // Fixed, not the machine's core count: the golden file was written by an
+    // engine with eight shards.
     EngineConfig {
+        shards: 8,
         arbiters: 2,
         ..EngineConfig::default()
     }
@@ -740,4 +743,24 @@ async fn with_every_snapshot_damaged_the_logs_alone_rebuild_the_state() {
     assert_eq!(report.catalog_records, 3);
     assert_eq!(report.pair_records, 90);
     assert_complete(&engine, &s.events).await;
+}
+
+#[test]
+fn a_data_directory_keeps_the_shard_count_it_started_with() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    assert_eq!(
+        shard_count(dir.path(), 2),
+        2,
+        "a new directory takes the default"
+    );
+    for i in 0..8 {
+        fs::create_dir_all(dir.path().join("wal").join(format!("shard-{i:03}"))).expect("log dir");
+    }
+    assert_eq!(shard_count(dir.path(), 2), 8);
+    assert_eq!(shard_count(dir.path(), 16), 8);
+    assert!(check_dir(dir.path(), 8).is_ok());
+    assert!(
+        check_dir(dir.path(), 2).is_err(),
+        "fewer shards than logs is refused"
+    );
 }
