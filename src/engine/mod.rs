@@ -422,17 +422,21 @@ impl Engine {
         let direct = self.shared.routes.get(&op.key).map(|a| a.clone());
         if let Some(actor) = direct {
             match actor.send(op.clone()).await {
-                Ok(result) => return result,
+                Ok(pending) => {
+                    let (result, durable) = pending?;
+                    return pair::after_durable(durable, result).await;
+                }
                 // Passivated or restarted meanwhile: the message was not
                 // handled, so it is safe to go through the shard.
                 Err(MailboxError::Closed) => {}
                 Err(MailboxError::Timeout) => return Err(EngineError::Internal("pair timed out")),
             }
         }
-        self.shards[shard]
+        let (result, durable) = self.shards[shard]
             .send(op)
             .await
-            .map_err(|_| EngineError::Internal("shard unavailable"))?
+            .map_err(|_| EngineError::Internal("shard unavailable"))??;
+        pair::after_durable(durable, result).await
     }
 
     /// Applies one increase.
@@ -505,10 +509,16 @@ impl Engine {
                 let addr = self.shards[shard].clone();
                 async move { (idx, addr.send(batch).await) }
             });
+        let sends = sends.map(|f| async move {
+            let (idx, answer) = f.await;
+            let (answer, durable) =
+                answer.map_err(|_| EngineError::Internal("shard unavailable"))??;
+            pair::after_durable(durable, (idx, answer)).await
+        });
         let answers = futures_util::future::join_all(sends).await;
         let mut results: Vec<Option<Result<EventResult, EngineError>>> = vec![None; n];
-        for (idx, answer) in answers {
-            let answer = answer.map_err(|_| EngineError::Internal("shard unavailable"))??;
+        for answer in answers {
+            let (idx, answer) = answer?;
             for (i, r) in idx.into_iter().zip(answer) {
                 results[i] = Some(r);
             }

@@ -231,8 +231,13 @@ pub struct PairOp {
 }
 
 impl Message for PairOp {
-    type Result = Result<EventResult, EngineError>;
+    /// The answer and, when it must wait for the log, what to wait for: the
+    /// caller waits, so the pair's thread is free at once.
+    type Result = Result<Pending, EngineError>;
 }
+
+/// An answer that may still wait for the log.
+pub type Pending = (EventResult, Option<Durable>);
 
 /// A borrowed operation: what one step needs, without cloning the entry
 /// (bulk paths share one `Arc` per batch rather than one per event).
@@ -396,7 +401,7 @@ impl Actor for PairActor {
 }
 
 impl Handler<PairOp> for PairActor {
-    type Result = ResponseFuture<Result<EventResult, EngineError>>;
+    type Result = Result<Pending, EngineError>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
         let outcome = run_op(
@@ -420,19 +425,12 @@ impl Handler<PairOp> for PairActor {
     }
 }
 
-/// Turns a step's outcome into the answer, after its record is durable.
-pub fn respond(
-    outcome: StepOutcome,
-    log: &ShardLog,
-) -> ResponseFuture<Result<EventResult, EngineError>> {
-    let queued = outcome.and_then(|(result, record, wait)| {
-        let durable = log.settle(record.into_iter().collect(), wait)?;
-        Ok((result, durable))
-    });
-    Box::pin(async move {
-        let (result, durable) = queued?;
-        after_durable(durable, result).await
-    })
+/// Queues a step's record (or a wait for an earlier one) with the log; the
+/// answer goes back with what the caller must wait for before using it.
+pub fn respond(outcome: StepOutcome, log: &ShardLog) -> Result<Pending, EngineError> {
+    let (result, record, wait) = outcome?;
+    let durable = log.settle(record.into_iter().collect(), wait)?;
+    Ok((result, durable))
 }
 
 /// Asks an active actor to stop (passivation or removal).

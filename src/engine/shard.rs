@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
 use super::pair::{
-    after_durable, apply_op, respond, run_op, OpKind, OpRef, PairActor, PairCell, PairKey, PairOp,
+    apply_op, respond, run_op, OpKind, OpRef, PairActor, PairCell, PairKey, PairOp, Pending,
     Passivate, ShardLog, StepOutcome,
 };
 use super::Shared;
@@ -28,7 +28,7 @@ use crate::domain::tracker::TrackerParts;
 use crate::domain::{AchievementId, CustomerId, EventResult, Iteration, PairTracker, Reason};
 use crate::persist::codec;
 use crate::persist::model::{PairRecord, PairRecordOp, PairV1, TrackerV1};
-use crate::persist::wal::Wal;
+use crate::persist::wal::{Durable, Wal};
 
 /// How often the shard fires due timers and looks for idle actors.
 const TICK: Duration = Duration::from_millis(500);
@@ -237,7 +237,7 @@ impl Actor for Shard {
 }
 
 impl Handler<PairOp> for Shard {
-    type Result = ResponseFuture<Result<EventResult, EngineError>>;
+    type Result = Result<Pending, EngineError>;
 
     fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
         // A pair whose previous message came within `ACTIVATE_WITHIN` is hot:
@@ -270,11 +270,12 @@ pub struct PairBatch {
 }
 
 impl Message for PairBatch {
-    type Result = Result<Vec<Result<EventResult, EngineError>>, EngineError>;
+    /// Every answer, and what to wait for before using them.
+    type Result = Result<(Vec<Result<EventResult, EngineError>>, Option<Durable>), EngineError>;
 }
 
 impl Handler<PairBatch> for Shard {
-    type Result = ResponseFuture<Result<Vec<Result<EventResult, EngineError>>, EngineError>>;
+    type Result = Result<(Vec<Result<EventResult, EngineError>>, Option<Durable>), EngineError>;
 
     fn handle(&mut self, batch: PairBatch, _: &mut Self::Context) -> Self::Result {
         let mut records = Vec::new();
@@ -297,8 +298,8 @@ impl Handler<PairBatch> for Shard {
                 })
             })
             .collect();
-        let durable = self.log.settle(records, wait);
-        Box::pin(async move { after_durable(durable?, results).await })
+        let durable = self.log.settle(records, wait)?;
+        Ok((results, durable))
     }
 }
 
