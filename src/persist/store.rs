@@ -35,6 +35,8 @@ use crate::engine::Engine;
 const CHUNK_PAIRS: usize = 2048;
 /// Records per replay or load message.
 const BATCH: usize = 8192;
+/// Load messages in flight during a restore.
+const IN_FLIGHT: usize = 16;
 /// Appends queued per log before callers are told it is full.
 const WAL_QUEUE: usize = 1 << 20;
 /// A restore step logs its progress at least this often...
@@ -230,6 +232,17 @@ pub fn check_dir(dir: &Path, shards: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Waits for every queued shard answer.
+fn wait_all<F, T>(pending: &mut Vec<F>) -> Result<(), StoreError>
+where
+    F: std::future::Future<Output = Result<T, actix::MailboxError>>,
+{
+    for r in block_on(futures_util::future::join_all(pending.drain(..))) {
+        r.map_err(|e| StoreError::Engine(e.to_string()))?;
+    }
+    Ok(())
+}
+
 fn ask<M>(addr: &actix::Addr<crate::engine::shard::Shard>, msg: M) -> Result<M::Result, StoreError>
 where
     M: actix::Message + Send + 'static,
@@ -351,6 +364,7 @@ impl Store {
         let catalog_next = (last + 1).max(header.catalog_lsn).max(1);
 
         let mut lsn_floor = header.shard_lsns.iter().copied().max().unwrap_or(0);
+        let mut loading = Vec::new();
         // 3. Pairs of the snapshot, to the shards that now own them.
         let mut buckets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
         let mut progress = Progress::new("pairs restored", Some(pairs.len() as u64));
@@ -390,14 +404,20 @@ impl Store {
             report.pairs += 1;
             if buckets[shard].len() >= BATCH {
                 let batch = std::mem::take(&mut buckets[shard]);
-                ask(&engine.shard_addrs()[shard], LoadPairs { pairs: batch })?;
+                // Keep several loads in flight: the shards insert in
+                // parallel while this thread decodes the next pairs.
+                loading.push(engine.shard_addrs()[shard].send(LoadPairs { pairs: batch }));
+                if loading.len() >= IN_FLIGHT {
+                    wait_all(&mut loading)?;
+                }
             }
         }
         for (shard, batch) in buckets.into_iter().enumerate() {
             if !batch.is_empty() {
-                ask(&engine.shard_addrs()[shard], LoadPairs { pairs: batch })?;
+                loading.push(engine.shard_addrs()[shard].send(LoadPairs { pairs: batch }));
             }
         }
+        wait_all(&mut loading)?;
 
         // 4. Pair changes after the snapshot, shard log by shard log.
         let mut next_lsns = Vec::with_capacity(shards);
