@@ -32,7 +32,7 @@ use crate::engine::Engine;
 
 /// Pairs per snapshot chunk: small enough that a shard answers other
 /// messages between chunks within a few milliseconds.
-const CHUNK_PAIRS: usize = 2048;
+const CHUNK_PAIRS: usize = 256;
 /// Records per replay or load message.
 const BATCH: usize = 8192;
 /// Load messages in flight during a restore.
