@@ -19,8 +19,8 @@ use indexmap::IndexMap;
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
 use super::pair::{
-    apply_op, respond, run_op, OpKind, OpRef, PairActor, PairCell, PairKey, PairOp, Pending,
-    Passivate, ShardLog, StepOutcome,
+    apply_op, respond, run_op, OpKind, OpRef, PairActor, PairCell, PairKey, PairOp, Passivate,
+    Pending, ShardLog, StepOutcome,
 };
 use super::Shared;
 use crate::clock;

@@ -154,3 +154,69 @@ fn periodic_snapshots(
         }
     }
 }
+
+impl Running {
+    /// Serves until SIGTERM/SIGINT (or a failed restore): stops accepting,
+    /// drains the requests in flight, writes a final snapshot. An error when
+    /// the restore failed.
+    pub async fn serve_until_shutdown(self, data_dir: &std::path::Path) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+        let restored = self.restored;
+        let on_failure = handle.clone();
+        actix_web::rt::spawn(async move {
+            if let Ok(Err(e)) = restored.await {
+                let _ = failed_tx.send(e);
+                on_failure.stop(false).await;
+            }
+        });
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining requests, then a final snapshot");
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        self.stopping.store(true, Ordering::Relaxed);
+        if let Ok(e) = failed_rx.await {
+            anyhow::bail!("cannot restore from {}: {e}", data_dir.display());
+        }
+        if let Some(store) = self.store.get().cloned() {
+            let engine = self.engine.clone();
+            match actix_web::rt::task::spawn_blocking(move || store.snapshot(&engine)).await {
+                Ok(Ok(info)) => {
+                    tracing::info!(id = info.id, pairs = info.pairs, "final snapshot written")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "final snapshot failed; the log still holds every change")
+                }
+                Err(e) => tracing::error!(error = %e, "final snapshot panicked"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
