@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use achievements_engine::domain::{
     AchievementDraft, CustomerId, EventId, Increase, RecurrencePolicy,
 };
-use achievements_engine::engine::catalog::CampaignPatch;
-use achievements_engine::engine::{AchievementEntry, Catalog, Engine, EngineConfig, EventInput};
+use achievements_engine::engine::{
+    testing, AchievementEntry, Catalog, Engine, EngineConfig, EventInput,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 
@@ -47,35 +48,18 @@ fn load(pairs: usize) -> Loaded {
     let system = actix_rt::System::new();
     let (engine, entry) = system.block_on(async {
         let engine = Engine::start(EngineConfig::default(), Catalog::default());
-        let app = engine
-            .create_application("bench".into(), chrono_tz::UTC, String::new())
-            .await
-            .expect("application");
-        let campaign = engine
-            .create_campaign(
-                app.id,
-                CampaignPatch {
-                    name: Some("c".into()),
-                    ..CampaignPatch::default()
-                },
-            )
-            .await
-            .expect("campaign");
-        let entry = engine
-            .create_achievement(
-                app.id,
-                campaign.id,
-                AchievementDraft {
-                    name: "visits".into(),
-                    title: "Visits".into(),
-                    target: Decimal::from(1_000_000_000u64),
-                    period: Some("1Y".into()),
-                    recurrence_policy: RecurrencePolicy::OnExpiration,
-                    ..AchievementDraft::default()
-                },
-            )
-            .await
-            .expect("achievement");
+        let entry = testing::one_achievement(
+            &engine,
+            AchievementDraft {
+                name: "visits".into(),
+                title: "Visits".into(),
+                target: Decimal::from(1_000_000_000u64),
+                period: Some("1Y".into()),
+                recurrence_policy: RecurrencePolicy::OnExpiration,
+                ..AchievementDraft::default()
+            },
+        )
+        .await;
         (engine, entry)
     });
     let customers: Vec<CustomerId> = (0..pairs).map(customer).collect();

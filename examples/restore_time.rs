@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use achievements_engine::domain::{AchievementDraft, CustomerId, Increase, RecurrencePolicy};
-use achievements_engine::engine::catalog::CampaignPatch;
+use achievements_engine::engine::testing;
 use achievements_engine::engine::{Catalog, Engine, EngineConfig, EventInput};
 use achievements_engine::persist::model::PairV1;
 use achievements_engine::persist::snapshot;
@@ -91,32 +91,18 @@ async fn load_and_snapshot(n: usize, dir: PathBuf) -> anyhow::Result<Loaded> {
         actix_rt::task::spawn_blocking(move || Store::restore(&engine, &dir, 2)).await??
     };
     let store = Arc::new(store);
-    let app = engine
-        .create_application("bench".into(), chrono_tz::UTC, String::new())
-        .await?;
-    let campaign = engine
-        .create_campaign(
-            app.id,
-            CampaignPatch {
-                name: Some("bench".into()),
-                ..CampaignPatch::default()
-            },
-        )
-        .await?;
-    let entry = engine
-        .create_achievement(
-            app.id,
-            campaign.id,
-            AchievementDraft {
-                name: "daily".into(),
-                title: "Daily".into(),
-                target: Decimal::from(1_000_000),
-                period: Some("1D".into()),
-                recurrence_policy: RecurrencePolicy::OnExpiration,
-                ..AchievementDraft::default()
-            },
-        )
-        .await?;
+    let entry = testing::one_achievement(
+        &engine,
+        AchievementDraft {
+            name: "daily".into(),
+            title: "Daily".into(),
+            target: Decimal::from(1_000_000),
+            period: Some("1D".into()),
+            recurrence_policy: RecurrencePolicy::OnExpiration,
+            ..AchievementDraft::default()
+        },
+    )
+    .await;
 
     let (rss_before, _) = memory();
     let started = Instant::now();

@@ -14,6 +14,8 @@ pub mod error;
 pub mod keys;
 pub mod pair;
 pub mod shard;
+#[doc(hidden)]
+pub mod testing;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -5,39 +5,21 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::domain::{AchievementDraft, Outcome, RecurrencePolicy};
-use crate::engine::catalog::CampaignPatch;
 
 async fn engine(config: EngineConfig) -> (Engine, Arc<AchievementEntry>) {
     let engine = Engine::start(config, Catalog::default());
-    let app = engine
-        .create_application("a".into(), chrono_tz::UTC, String::new())
-        .await
-        .expect("application");
-    let campaign = engine
-        .create_campaign(
-            app.id,
-            CampaignPatch {
-                name: Some("c".into()),
-                ..CampaignPatch::default()
-            },
-        )
-        .await
-        .expect("campaign");
-    let entry = engine
-        .create_achievement(
-            app.id,
-            campaign.id,
-            AchievementDraft {
-                name: "coffee".into(),
-                title: "Coffee".into(),
-                target: Decimal::from(1_000_000),
-                period: Some("1D".into()),
-                recurrence_policy: RecurrencePolicy::OnExpiration,
-                ..AchievementDraft::default()
-            },
-        )
-        .await
-        .expect("achievement");
+    let entry = testing::one_achievement(
+        &engine,
+        AchievementDraft {
+            name: "coffee".into(),
+            title: "Coffee".into(),
+            target: Decimal::from(1_000_000),
+            period: Some("1D".into()),
+            recurrence_policy: RecurrencePolicy::OnExpiration,
+            ..AchievementDraft::default()
+        },
+    )
+    .await;
     (engine, entry)
 }
 

@@ -575,35 +575,18 @@ async fn send_phase(engine: &Engine, entry: &Arc<AchievementEntry>, phase: usize
 async fn scenario() -> Scenario {
     let dir = tempfile::tempdir().expect("temp dir");
     let (engine, store, _) = restore(dir.path()).await;
-    let app = engine
-        .create_application("a".into(), chrono_tz::UTC, String::new())
-        .await
-        .expect("application");
-    let campaign = engine
-        .create_campaign(
-            app.id,
-            CampaignPatch {
-                name: Some("c".into()),
-                ..CampaignPatch::default()
-            },
-        )
-        .await
-        .expect("campaign");
-    let entry = engine
-        .create_achievement(
-            app.id,
-            campaign.id,
-            AchievementDraft {
-                name: "total".into(),
-                title: "Total".into(),
-                target: Decimal::from(1_000_000_000),
-                period: Some("1D".into()),
-                recurrence_policy: RecurrencePolicy::OnExpiration,
-                ..AchievementDraft::default()
-            },
-        )
-        .await
-        .expect("achievement");
+    let entry = crate::engine::testing::one_achievement(
+        &engine,
+        AchievementDraft {
+            name: "total".into(),
+            title: "Total".into(),
+            target: Decimal::from(1_000_000_000),
+            period: Some("1D".into()),
+            recurrence_policy: RecurrencePolicy::OnExpiration,
+            ..AchievementDraft::default()
+        },
+    )
+    .await;
     let mut events = send_phase(&engine, &entry, 0).await;
     let older = take_snapshot(&engine, &store).await.id;
     events.extend(send_phase(&engine, &entry, 1).await);

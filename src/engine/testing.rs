@@ -1,0 +1,32 @@
+//! Scaffolding for tests, benchmarks and measurement tools: an engine with
+//! one application, campaign and achievement, made through the engine's own
+//! API. Not part of the service's interface.
+
+use std::sync::Arc;
+
+use super::catalog::CampaignPatch;
+use super::{AchievementEntry, Engine};
+use crate::domain::AchievementDraft;
+
+/// Creates an application (UTC), an enabled campaign and the achievement
+/// `draft` describes; returns the achievement's entry.
+pub async fn one_achievement(engine: &Engine, draft: AchievementDraft) -> Arc<AchievementEntry> {
+    let app = engine
+        .create_application("app".into(), chrono_tz::UTC, String::new())
+        .await
+        .expect("an application is created");
+    let campaign = engine
+        .create_campaign(
+            app.id,
+            CampaignPatch {
+                name: Some("campaign".into()),
+                ..CampaignPatch::default()
+            },
+        )
+        .await
+        .expect("a campaign is created");
+    engine
+        .create_achievement(app.id, campaign.id, draft)
+        .await
+        .expect("the achievement is valid")
+}
