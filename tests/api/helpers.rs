@@ -25,6 +25,30 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads a client response into an answer.
+    pub async fn read<S>(res: &mut awc::ClientResponse<S>) -> Answer
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let bytes = res
+            .body()
+            .limit(256 * 1024 * 1024)
+            .await
+            .expect("body read");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Answer {
+            status: res.status().as_u16(),
+            content_type: header("content-type").unwrap_or_default(),
+            retry_after: header("retry-after"),
+            text: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
@@ -115,26 +139,7 @@ impl TestApp {
                 .expect("request sent"),
             None => req.send().await.expect("request sent"),
         };
-        let bytes = res
-            .body()
-            .limit(256 * 1024 * 1024)
-            .await
-            .expect("body read");
-        Answer {
-            status: res.status().as_u16(),
-            content_type: res
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-            retry_after: res
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            text: String::from_utf8_lossy(&bytes).to_string(),
-        }
+        Answer::read(&mut res).await
     }
 
     pub async fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> Answer {

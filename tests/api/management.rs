@@ -91,18 +91,7 @@ async fn get_with_accept(app: &TestApp, path: &str, accept: Option<&str>) -> Ans
         req = req.insert_header(("Accept", a));
     }
     let mut res = req.send().await.expect("request sent");
-    let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
-    Answer {
-        status: res.status().as_u16(),
-        content_type: res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        retry_after: None,
-        text: String::from_utf8_lossy(&bytes).to_string(),
-    }
+    Answer::read(&mut res).await
 }
 
 async fn disable(app: &TestApp, application: u64, campaign: u64) {
