@@ -541,6 +541,21 @@ pub struct LoadPairs {
     pub pairs: Vec<(PairKey, TrackerParts, u64)>,
 }
 
+/// Makes room for the pairs a restore will load (no rehashing as it grows).
+pub struct ReservePairs(pub usize);
+
+impl Message for ReservePairs {
+    type Result = ();
+}
+
+impl Handler<ReservePairs> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReservePairs, _: &mut Self::Context) {
+        self.pairs.reserve(msg.0);
+    }
+}
+
 impl Message for LoadPairs {
     type Result = ();
 }
@@ -549,7 +564,6 @@ impl Handler<LoadPairs> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: LoadPairs, _: &mut Self::Context) {
-        self.pairs.reserve(msg.pairs.len());
         for (key, parts, last_lsn) in msg.pairs {
             let cell = PairCell::new(PairTracker::from_parts(parts));
             cell.last_lsn.set(last_lsn);

@@ -27,12 +27,14 @@ use crate::clock;
 use crate::domain::{AchievementId, CustomerId};
 use crate::engine::catalog::CatalogState;
 use crate::engine::pair::PairKey;
-use crate::engine::shard::{AttachLog, LoadPairs, Replay, SnapshotBegin, SnapshotChunk};
+use crate::engine::shard::{
+    AttachLog, LoadPairs, Replay, ReservePairs, SnapshotBegin, SnapshotChunk,
+};
 use crate::engine::Engine;
 
 /// Pairs per snapshot chunk: small enough that a shard answers other
 /// messages between chunks within a few milliseconds.
-const CHUNK_PAIRS: usize = 256;
+const CHUNK_PAIRS: usize = 2048;
 /// Records per replay or load message.
 const BATCH: usize = 8192;
 /// Load messages in flight during a restore.
@@ -365,7 +367,13 @@ impl Store {
 
         let mut lsn_floor = header.shard_lsns.iter().copied().max().unwrap_or(0);
         let mut loading = Vec::new();
-        // 3. Pairs of the snapshot, to the shards that now own them.
+        // 3. Pairs of the snapshot, to the shards that now own them. Room for
+        // them first: the stable hash spreads customers evenly, so each shard
+        // gets about its share.
+        let share = pairs.len() / shards.max(1);
+        for addr in engine.shard_addrs() {
+            ask(addr, ReservePairs(share + share / 8))?;
+        }
         let mut buckets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
         let mut progress = Progress::new("pairs restored", Some(pairs.len() as u64));
         for pair in pairs {
