@@ -81,8 +81,7 @@ fn main() -> anyhow::Result<()> {
             "| actors activated | {actors} (in {:.1} s) |",
             started.elapsed().as_secs_f64()
         );
-        if actors > 0 {
-            let extra = active.saturating_sub(passive) / actors;
+        if let Some(extra) = active.saturating_sub(passive).checked_div(actors) {
             println!("| RSS growth per activation | {extra} bytes |");
             println!(
                 "| memory per active pair (passive + activation) | {} bytes |",
