@@ -84,7 +84,7 @@ impl Stats {
     fn pair_removed(&self, _shard: usize) {
         self.pairs.fetch_sub(1, Ordering::Relaxed);
     }
-    fn actor_started(&self) {
+    pub(crate) fn actor_started(&self) {
         self.actors.fetch_add(1, Ordering::Relaxed);
     }
     fn actor_stopped(&self) {

@@ -391,7 +391,8 @@ impl Actor for PairActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.shared.stats.actor_started();
+        // Counted by the shard when it starts the actor (so the count is
+        // right as soon as the activating message is answered).
         self.arm_timer(ctx);
     }
 

@@ -162,6 +162,7 @@ impl Shard {
             ctx.address(),
         )
         .start();
+        self.shared.stats.actor_started();
         slot.actor = Some(actor.clone());
         self.active.insert(key.clone());
         self.shared.routes.insert(key.clone(), actor);
