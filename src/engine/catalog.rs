@@ -23,6 +23,14 @@ use crate::domain::{
 
 pub const MAX_TEXT_LEN: usize = 1000;
 
+/// Why an achievement id is not visible to an application's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotVisible {
+    Missing,
+    /// It exists, in another application (403, not 404).
+    OtherApplication,
+}
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Application {
@@ -502,17 +510,17 @@ impl Catalog {
         self.read().entry(app, campaign, id).cloned()
     }
 
-    /// An achievement of an application by id, whatever its campaign.
-    pub fn achievement_in_app(
+    /// An achievement by id, as an integration key of `app` may see it.
+    pub fn achievement_for(
         &self,
         app: ApplicationId,
         id: AchievementId,
-    ) -> Option<Arc<AchievementEntry>> {
-        self.read()
-            .achievements
-            .get(&id)
-            .filter(|e| e.application_id == app)
-            .cloned()
+    ) -> Result<Arc<AchievementEntry>, NotVisible> {
+        match self.read().achievements.get(&id) {
+            Some(e) if e.application_id == app => Ok(e.clone()),
+            Some(_) => Err(NotVisible::OtherApplication),
+            None => Err(NotVisible::Missing),
+        }
     }
 
     /// An achievement of an application by its API name.

@@ -19,6 +19,7 @@ use crate::domain::{
     AchievementId, ApplicationId, CustomerId, DefinitionStatus, EventId, EventResult, Increase,
     Outcome, ProgressStatus,
 };
+use crate::engine::catalog::NotVisible;
 use crate::engine::{AchievementEntry, EngineError, EventInput};
 
 /// The most events one batch may carry.
@@ -75,22 +76,17 @@ fn resolve(
 ) -> Result<Arc<AchievementEntry>, ApiError> {
     let catalog = &state.engine.catalog;
     let by_id = match id {
-        Some(id) => {
-            let read = catalog.read();
-            let found = read.achievements.get(&AchievementId(id)).cloned();
-            drop(read);
-            match found {
-                Some(e) if e.application_id != app => {
-                    return Err(ApiError::new(
-                        actix_web::http::StatusCode::FORBIDDEN,
-                        "this key may not access that achievement",
-                        Some(super::error::Source::Pointer("/achievementId".into())),
-                    ))
-                }
-                Some(e) => Some(e),
-                None => return Err(not_found("/achievementId")),
+        Some(id) => match catalog.achievement_for(app, AchievementId(id)) {
+            Ok(e) => Some(e),
+            Err(NotVisible::OtherApplication) => {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::FORBIDDEN,
+                    "this key may not access that achievement",
+                    Some(super::error::Source::Pointer("/achievementId".into())),
+                ))
             }
-        }
+            Err(NotVisible::Missing) => return Err(not_found("/achievementId")),
+        },
         None => None,
     };
     let by_name = match name {
@@ -425,14 +421,14 @@ async fn customer_history(
         req.match_info().get("achievementId").unwrap_or(""),
         "achievementId",
     )?;
-    let entry = {
-        let read = state.engine.catalog.read();
-        read.achievements.get(&AchievementId(id)).cloned()
-    };
-    let entry = match entry {
-        Some(e) if e.application_id == app => e,
-        Some(_) => return Err(ApiError::forbidden("achievement", "achievementId")),
-        None => return Err(EngineError::not_found("achievement", "achievementId").into()),
+    let entry = match state.engine.catalog.achievement_for(app, AchievementId(id)) {
+        Ok(e) => e,
+        Err(NotVisible::OtherApplication) => {
+            return Err(ApiError::forbidden("achievement", "achievementId"))
+        }
+        Err(NotVisible::Missing) => {
+            return Err(EngineError::not_found("achievement", "achievementId").into())
+        }
     };
     let query = Query::from_request(&req)?;
     let page = query.page(1000, 1000)?;
