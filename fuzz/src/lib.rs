@@ -149,6 +149,8 @@ pub struct CreateAchievement {
     pub allow_rollback_after_completion: Option<bool>,
     #[serde(default)]
     pub end_progress_on_target: Option<bool>,
+    #[serde(default)]
+    allowed_lateness_seconds: Option<u64>,
 }
 
 /// Exact numbers and instants survive a trip through their JSON rendering.
@@ -218,6 +220,7 @@ pub fn json_decode(data: &[u8]) {
             end_date: b.end_date.map(|t| t.0),
             allow_rollback_after_completion: b.allow_rollback_after_completion.unwrap_or(false),
             end_progress_on_target: b.end_progress_on_target.unwrap_or(false),
+            allowed_lateness_secs: b.allowed_lateness_seconds,
         };
         if let Ok(rules) = draft.validate() {
             let tz = ZONES[(mix(data) % ZONES.len() as u64) as usize];

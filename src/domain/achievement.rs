@@ -18,6 +18,9 @@ use super::period::{Period, PeriodEnd};
 pub const MAX_NAME_LEN: usize = 1000;
 pub const MAX_TITLE_LEN: usize = 1000;
 pub const MAX_DESCRIPTION_LEN: usize = 10_000;
+/// The largest `allowedLatenessSeconds`: 100 Julian years. Beyond it a bound
+/// means nothing a loyalty program could want, and instants stay in range.
+pub const MAX_LATENESS_SECS: u64 = 3_155_760_000;
 
 /// The largest accepted target or delta: far below `Decimal::MAX`, so that
 /// sums of many events stay exact.
@@ -117,6 +120,8 @@ pub struct AchievementDraft {
     pub end_date: Option<DateTime<Utc>>,
     pub allow_rollback_after_completion: bool,
     pub end_progress_on_target: bool,
+    /// `allowedLatenessSeconds`: `None` = no bound on lateness.
+    pub allowed_lateness_secs: Option<u64>,
 }
 
 /// The validated rules of an achievement: what decides where progress lands.
@@ -130,6 +135,9 @@ pub struct AchievementRules {
     pub end_date: Option<DateTime<Utc>>,
     pub allow_rollback_after_completion: bool,
     pub end_progress_on_target: bool,
+    /// How long after a period ends an event dated inside it is still
+    /// accepted, in seconds; `None` = no bound (SPEC §3).
+    pub allowed_lateness_secs: Option<u64>,
 }
 
 /// The bounds of an iteration that opens at an instant.
@@ -165,6 +173,8 @@ pub struct AchievementPatch {
     pub end_date: Option<Option<DateTime<Utc>>>,
     pub allow_rollback_after_completion: Option<bool>,
     pub end_progress_on_target: Option<bool>,
+    /// Editable at any time: a rule about arrival, not about progress.
+    pub allowed_lateness_secs: Option<Option<u64>>,
 }
 
 /// `^[a-zA-Z]\w+$` with ASCII word characters.
@@ -298,6 +308,15 @@ impl AchievementDraft {
                 "allowRollbackAfterCompletion is only allowed with recurrencePolicy no_recurrence or on_expiration",
             ));
         }
+        if self
+            .allowed_lateness_secs
+            .is_some_and(|s| s > MAX_LATENESS_SECS)
+        {
+            errors.push(FieldError::new(
+                "/allowedLatenessSeconds",
+                format!("must be at most {MAX_LATENESS_SECS} (100 years)"),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -310,11 +329,26 @@ impl AchievementDraft {
             end_date: self.end_date,
             allow_rollback_after_completion: self.allow_rollback_after_completion,
             end_progress_on_target: self.end_progress_on_target,
+            allowed_lateness_secs: self.allowed_lateness_secs,
         })
     }
 }
 
 impl AchievementRules {
+    /// Whether a period that ends at `end` is closed to an event arriving at
+    /// `now` (SPEC §3): never without a bound; with a bound of `L` seconds
+    /// once `now >= end + L`, so 0 closes a period as soon as it ends. The
+    /// lateness window is half-open, like periods.
+    pub fn closed_to_arrival(&self, end: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.allowed_lateness_secs.is_some_and(|secs| {
+            i64::try_from(secs)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .and_then(|l| end.checked_add_signed(l))
+                .is_some_and(|until| now >= until)
+        })
+    }
+
     /// The instant from which nobody can make progress any more: `endDate`, or
     /// for a one-time fixed schedule with a period, the end of its only window
     /// when that comes earlier.
@@ -386,12 +420,13 @@ impl Achievement {
             end_date: r.end_date,
             allow_rollback_after_completion: r.allow_rollback_after_completion,
             end_progress_on_target: r.end_progress_on_target,
+            allowed_lateness_secs: r.allowed_lateness_secs,
         }
     }
 
     /// Applies a partial update. `locked` is true while the campaign is running
-    /// or once any customer has progress: then only `title` and `description`
-    /// may change. `name` never changes. Values equal to the current ones are
+    /// or once any customer has progress: then only `title`, `description`
+    /// and `allowedLatenessSeconds` may change. `name` never changes. Values equal to the current ones are
     /// not changes.
     pub fn patched(
         &self,
@@ -415,6 +450,9 @@ impl Achievement {
         if let Some(v) = &patch.description {
             next.description = v.clone();
         }
+        if let Some(v) = patch.allowed_lateness_secs {
+            next.allowed_lateness_secs = v;
+        }
         // A period is compared by meaning, not spelling: `1.50h` is `1.5h`.
         let patch_period = patch.period.as_ref().map(|p| {
             p.as_ref().map(|text| {
@@ -435,7 +473,7 @@ impl Achievement {
                                 concat!(
                                     "cannot change ",
                                     $pointer,
-                                    " while the campaign is running or once customers have progress; only title and description can change"
+                                    " while the campaign is running or once customers have progress; only title, description and allowedLatenessSeconds can change"
                                 ),
                             ));
                         }

@@ -359,8 +359,13 @@ impl PairTracker {
                 _ => cur.end.map(|e| e.end),
             };
             if closes.is_none_or(|c| t < c) {
-                if cur.ended_by(now) {
-                    // Its period closed before the event arrived.
+                // The event's own time decides: an ended iteration still takes
+                // events dated inside it, unless the achievement bounds
+                // lateness and the bound has passed.
+                if cur
+                    .end
+                    .is_some_and(|e| rules.closed_to_arrival(e.end, now))
+                {
                     return Ok(EventResult::rejected(Reason::Late));
                 }
                 lands_in_current = true;
@@ -376,7 +381,7 @@ impl PairTracker {
             let b = rules
                 .open_bounds(ctx.tz, t)
                 .ok_or(DomainError::DateOutOfRange)?;
-            if !lands_in_current && b.end.is_some_and(|e| e.end <= now) {
+            if !lands_in_current && b.end.is_some_and(|e| rules.closed_to_arrival(e.end, now)) {
                 return Ok(EventResult::rejected(Reason::Late));
             }
             Some(b)

@@ -28,14 +28,16 @@ pub use catalog::{AchievementEntry, Catalog};
 use catalog::{ApiKeyInfo, Application, Campaign, CampaignPatch, CatalogRecord};
 pub use error::EngineError;
 use pair::{OpKind, PairActor, PairKey, PairOp};
-use shard::{DropAchievement, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard};
+use shard::{
+    DropAchievement, EraseCustomer, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard,
+};
 
 use crate::clock;
 use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId, CustomerId,
     EventId, EventResult, Increase, Iteration, Limits,
 };
-use crate::persist::codec;
+use crate::persist::model;
 use crate::persist::wal::Wal;
 
 /// Engine tunables.
@@ -238,9 +240,9 @@ impl Engine {
     }
 
     /// The catalog as of a log position: everything below it is included.
-    pub fn catalog_at_position(&self) -> (crate::persist::model::CatalogV1, u64) {
+    pub fn catalog_at_position(&self) -> (crate::persist::model::CatalogV2, u64) {
         let writer = self.catalog_writer.blocking_lock();
-        let state = crate::persist::model::CatalogV1::from(&*self.catalog.read());
+        let state = crate::persist::model::CatalogV2::from(&*self.catalog.read());
         (state, *writer)
     }
 
@@ -258,7 +260,7 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(wal) = wal {
-            let bytes = codec::encode(&crate::persist::model::CatalogRecordV1::from(&record))
+            let bytes = model::encode_record(&model::CatalogRecordV2::from(&record))
                 .map_err(|_| EngineError::Internal("cannot encode a catalog record"))?;
             let durable = wal.append(vec![(*next_lsn, bytes)]).map_err(|e| {
                 tracing::error!(error = %e, "cannot queue a catalog record");
@@ -548,6 +550,35 @@ impl Engine {
             kind: OpKind::Rollback(event_id),
         })
         .await
+    }
+
+    /// Erases a customer's data in an application (`deleteCustomerData`):
+    /// every pair, its history and remembered event ids, durably. Returns
+    /// how many pairs were erased (0 for an unknown customer).
+    pub async fn erase_customer(
+        &self,
+        app: ApplicationId,
+        customer: CustomerId,
+    ) -> Result<usize, EngineError> {
+        let shard = self.shard_of(app, &customer);
+        let _admission = self.admit(shard, 1)?;
+        // Listed now: an achievement created after this point is concurrent
+        // with the erasure, and its progress comes after it.
+        let achievements = self
+            .catalog
+            .achievements_of_app(app)
+            .iter()
+            .map(|e| e.achievement.id)
+            .collect();
+        let (erased, durable) = self.shards[shard]
+            .send(EraseCustomer {
+                application: app,
+                customer,
+                achievements,
+            })
+            .await
+            .map_err(|_| EngineError::Internal("shard unavailable"))??;
+        pair::after_durable(durable, erased).await
     }
 
     /// A customer's iterations (newest first, as of now) in each achievement.

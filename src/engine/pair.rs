@@ -31,8 +31,7 @@ use crate::clock;
 use crate::domain::{
     AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, Outcome, PairTracker,
 };
-use crate::persist::codec;
-use crate::persist::model::PairRecordRefV1;
+use crate::persist::model::{encode_record, EraseV2, PairRecordRefV1, ShardRecordRefV2};
 use crate::persist::wal::{Durable, Record, Wal};
 
 /// A pair's key within the engine.
@@ -133,11 +132,24 @@ impl ShardLog {
             #[cfg(test)]
             OpKind::Panic => return Ok(None),
         };
-        let bytes = codec::encode(&record)
+        let bytes = encode_record(&ShardRecordRefV2::Pair(record))
             .map_err(|_| EngineError::Internal("cannot encode a log record"))?;
         let lsn = self.next_lsn.get();
         self.next_lsn.set(lsn + 1);
         cell.last_lsn.set(lsn);
+        Ok(Some((lsn, bytes)))
+    }
+
+    /// Numbers a customer's erasure and encodes it; `None` when the engine
+    /// runs without a log.
+    pub fn record_erasure(&self, erasure: &EraseV2) -> Result<Option<Record>, EngineError> {
+        if self.wal.borrow().is_none() {
+            return Ok(None);
+        }
+        let bytes = encode_record(&ShardRecordRefV2::Erase(erasure))
+            .map_err(|_| EngineError::Internal("cannot encode a log record"))?;
+        let lsn = self.next_lsn.get();
+        self.next_lsn.set(lsn + 1);
         Ok(Some((lsn, bytes)))
     }
 

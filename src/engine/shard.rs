@@ -25,9 +25,11 @@ use super::pair::{
 use super::Shared;
 use crate::clock;
 use crate::domain::tracker::TrackerParts;
-use crate::domain::{AchievementId, CustomerId, EventResult, Iteration, PairTracker, Reason};
+use crate::domain::{
+    AchievementId, ApplicationId, CustomerId, EventResult, Iteration, PairTracker, Reason,
+};
 use crate::persist::codec;
-use crate::persist::model::{PairRecord, PairRecordOp, PairV1, TrackerV1};
+use crate::persist::model::{EraseV2, Erasure, PairRecord, PairRecordOp, PairV1, TrackerV1};
 use crate::persist::wal::{Durable, Wal};
 
 /// How often the shard fires due timers and looks for idle actors.
@@ -102,9 +104,10 @@ impl Shard {
     }
 
     /// After a step on the pair at `index`: keeps a new pair only if it has
-    /// progress, and arms the shard timer of a passive pair whose deadline
-    /// changed.
-    fn settle(&mut self, index: usize, created: bool) {
+    /// progress, counts a pair that has progress again (`was_empty`: new,
+    /// or erased before), and arms the shard timer of a passive pair whose
+    /// deadline changed.
+    fn settle(&mut self, index: usize, created: bool, was_empty: bool) {
         let Some((_, slot)) = self.pairs.get_index(index) else {
             return;
         };
@@ -117,7 +120,7 @@ impl Shard {
             self.pairs.swap_remove_index(index);
             return;
         }
-        if created {
+        if was_empty && keep {
             self.shared.stats.pair_added(self.index);
         }
         let second = deadline.map(timer_second);
@@ -141,8 +144,9 @@ impl Shard {
         let shared = self.shared.clone();
         let (index, created) = self.ensure(op.key, || shared.next_pair_number());
         let cell = self.pairs[index].cell.clone();
+        let was_empty = created || !cell.tracker.borrow().has_progress();
         let outcome = run_op(&cell, op, &self.shared, &self.log, now);
-        self.settle(index, created);
+        self.settle(index, created, was_empty);
         let kept = index < self.pairs.len();
         (kept.then_some(index), outcome)
     }
@@ -179,6 +183,76 @@ impl Shard {
             self.timers.entry(at).or_default().push(index as u32);
         }
         actor
+    }
+
+    /// Empties a customer's pairs in some achievements, in place: slots stay
+    /// (an active actor keeps its cell, a snapshot in progress keeps its
+    /// positions) and are dropped at the next snapshot. In replay (`lsn`) a
+    /// pair changed after the erasure is left alone. Returns the achievements
+    /// whose pair was erased.
+    fn erase(
+        &mut self,
+        customer: &CustomerId,
+        achievements: &[AchievementId],
+        lsn: Option<u64>,
+    ) -> Vec<AchievementId> {
+        let mut key = PairKey {
+            achievement: AchievementId(0),
+            customer: customer.clone(),
+        };
+        let mut erased = Vec::new();
+        for a in achievements {
+            key.achievement = *a;
+            let Some(slot) = self.pairs.get(&key) else {
+                continue;
+            };
+            let cell = &slot.cell;
+            if lsn.is_some_and(|l| cell.last_lsn.get() >= l) {
+                continue;
+            }
+            if !cell.tracker.borrow().has_progress() {
+                continue;
+            }
+            // Live, the next progress starts a pair with a new number (new
+            // progress tracker ids); replay takes the number from the record.
+            let number = if lsn.is_some() {
+                0
+            } else {
+                self.shared.next_pair_number()
+            };
+            *cell.tracker.borrow_mut() = PairTracker::new(number);
+            cell.armed.set(None);
+            if let Some(l) = lsn {
+                cell.last_lsn.set(l);
+            }
+            self.shared.stats.pair_removed(self.index);
+            erased.push(*a);
+        }
+        erased
+    }
+
+    /// Files the timers of passive pairs again after positions moved.
+    fn refile_timers(&mut self) {
+        self.timers.clear();
+        for (index, slot) in self.pairs.values().enumerate() {
+            let second = slot.cell.tracker.borrow().next_deadline().map(timer_second);
+            slot.cell.armed.set(second);
+            if let (Some(at), None) = (second, &slot.actor) {
+                self.timers.entry(at).or_default().push(index as u32);
+            }
+        }
+    }
+
+    /// Drops the slots of erased pairs (no progress, no actor). Positions
+    /// move, so this runs only where no snapshot walks them.
+    fn purge_empty(&mut self) {
+        let before = self.pairs.len();
+        self.pairs
+            .retain(|_, s| s.actor.is_some() || s.cell.tracker.borrow().has_progress());
+        if self.pairs.len() != before {
+            self.removals += 1;
+            self.refile_timers();
+        }
     }
 
     fn on_tick(&mut self) {
@@ -370,9 +444,11 @@ impl Handler<ExportKeys> for Shard {
     fn handle(&mut self, msg: ExportKeys, _: &mut Self::Context) -> Self::Result {
         let mut keys: Vec<CustomerId> = self
             .pairs
-            .keys()
-            .filter(|k| k.achievement == msg.achievement)
-            .map(|k| k.customer.clone())
+            .iter()
+            .filter(|(k, s)| {
+                k.achievement == msg.achievement && s.cell.tracker.borrow().has_progress()
+            })
+            .map(|(k, _)| k.customer.clone())
             .collect();
         keys.sort();
         MessageResult(keys)
@@ -431,26 +507,67 @@ impl Handler<DropAchievement> for Shard {
             .filter(|k| k.achievement == id)
             .cloned()
             .collect();
+        let mut removed = 0;
         for key in &doomed {
             if let Some(actor) = self.deactivate(key) {
                 actor.do_send(Passivate);
             }
-            self.shared.stats.pair_removed(self.index);
+            if self.pairs[key].cell.tracker.borrow().has_progress() {
+                self.shared.stats.pair_removed(self.index);
+                removed += 1;
+            }
         }
         if !doomed.is_empty() {
             self.pairs.retain(|k, _| k.achievement != id);
             self.removals += 1;
             // Positions moved: file the passive timers again.
-            self.timers.clear();
-            for (index, slot) in self.pairs.values().enumerate() {
-                let second = slot.cell.tracker.borrow().next_deadline().map(timer_second);
-                slot.cell.armed.set(second);
-                if let (Some(at), None) = (second, &slot.actor) {
-                    self.timers.entry(at).or_default().push(index as u32);
+            self.refile_timers();
+        }
+        removed
+    }
+}
+
+/// Erases a customer's pairs in the given achievements of an application
+/// (`deleteCustomerData`), durably: the answer waits for the log.
+pub struct EraseCustomer {
+    pub application: ApplicationId,
+    pub customer: CustomerId,
+    pub achievements: Vec<AchievementId>,
+}
+
+impl Message for EraseCustomer {
+    /// How many pairs were erased, and what to wait for.
+    type Result = Result<(usize, Option<Durable>), EngineError>;
+}
+
+impl Handler<EraseCustomer> for Shard {
+    type Result = Result<(usize, Option<Durable>), EngineError>;
+
+    fn handle(&mut self, msg: EraseCustomer, _: &mut Self::Context) -> Self::Result {
+        self.log.check_writable()?;
+        let erased = self.erase(&msg.customer, &msg.achievements, None);
+        if erased.is_empty() {
+            return Ok((0, None));
+        }
+        let record = self.log.record_erasure(&EraseV2::from(&Erasure {
+            application: msg.application,
+            customer: msg.customer.clone(),
+            achievements: erased.clone(),
+        }))?;
+        if let Some((lsn, _)) = &record {
+            let mut key = PairKey {
+                achievement: AchievementId(0),
+                customer: msg.customer,
+            };
+            for a in &erased {
+                key.achievement = *a;
+                if let Some(slot) = self.pairs.get(&key) {
+                    slot.cell.last_lsn.set(*lsn);
                 }
             }
         }
-        doomed.len()
+        let durable = self.log.append(record.into_iter().collect())?;
+        Ok((erased.len(), durable))
     }
 }
 
@@ -475,6 +592,10 @@ impl Handler<SnapshotBegin> for Shard {
     type Result = MessageResult<SnapshotBegin>;
 
     fn handle(&mut self, _: SnapshotBegin, _: &mut Self::Context) -> Self::Result {
+        // Erased pairs leave empty slots so that erasing never moves the
+        // positions a snapshot in progress walks; they go here, before this
+        // snapshot starts walking.
+        self.purge_empty();
         MessageResult(SnapshotStart {
             next_lsn: self.log.next_lsn.get(),
             pairs: self.pairs.len(),
@@ -517,6 +638,8 @@ impl Handler<SnapshotChunk> for Shard {
             .get_range(msg.from.min(end)..end)
             .into_iter()
             .flat_map(|slice| slice.iter())
+            // Erased pairs (empty slots) are not part of the state.
+            .filter(|(_, slot)| slot.cell.tracker.borrow().has_progress())
             .map(|(key, slot)| PairV1 {
                 achievement: key.achievement.0,
                 customer: key.customer.as_str().to_string(),
@@ -584,7 +707,13 @@ impl Handler<LoadPairs> for Shard {
 /// Log records applied again after a snapshot; records a pair already holds
 /// (its `last_lsn` is not older) are skipped.
 pub struct Replay {
-    pub records: Vec<(u64, PairRecord, Arc<AchievementEntry>)>,
+    pub records: Vec<(u64, ReplayRecord)>,
+}
+
+/// One record to apply again.
+pub enum ReplayRecord {
+    Pair(PairRecord, Arc<AchievementEntry>),
+    Erase(Erasure),
 }
 
 impl Message for Replay {
@@ -596,7 +725,15 @@ impl Handler<Replay> for Shard {
 
     fn handle(&mut self, msg: Replay, _: &mut Self::Context) -> usize {
         let mut applied = 0;
-        for (lsn, record, entry) in msg.records {
+        for (lsn, record) in msg.records {
+            let (record, entry) = match record {
+                ReplayRecord::Pair(record, entry) => (record, entry),
+                ReplayRecord::Erase(erasure) => {
+                    self.erase(&erasure.customer, &erasure.achievements, Some(lsn));
+                    applied += 1;
+                    continue;
+                }
+            };
             let key = PairKey {
                 achievement: record.achievement,
                 customer: record.customer.clone(),
@@ -605,6 +742,12 @@ impl Handler<Replay> for Shard {
             let cell = self.pairs[index].cell.clone();
             if cell.last_lsn.get() >= lsn {
                 continue;
+            }
+            let was_empty = created || !cell.tracker.borrow().has_progress();
+            if was_empty {
+                // A pair erased earlier in the log starts again with the
+                // number it was given live.
+                *cell.tracker.borrow_mut() = PairTracker::new(record.pair_number);
             }
             let op = PairOp {
                 key: key.clone(),
@@ -625,7 +768,7 @@ impl Handler<Replay> for Shard {
             }
             cell.last_lsn.set(lsn);
             applied += 1;
-            self.settle(index, created);
+            self.settle(index, created, was_empty);
         }
         applied
     }

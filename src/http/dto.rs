@@ -100,6 +100,8 @@ pub struct DefinitionDto {
     pub end_date: Option<Time>,
     pub allow_rollback_after_completion: bool,
     pub end_progress_on_target: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_lateness_seconds: Option<u64>,
     pub campaign_id: u64,
 }
 
@@ -121,6 +123,7 @@ impl From<&AchievementEntry> for DefinitionDto {
             end_date: r.end_date.map(Time),
             allow_rollback_after_completion: r.allow_rollback_after_completion,
             end_progress_on_target: r.end_progress_on_target,
+            allowed_lateness_seconds: r.allowed_lateness_secs,
             campaign_id: a.campaign_id.0,
         }
     }

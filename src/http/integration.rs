@@ -1,6 +1,7 @@
-//! Integration API routes: progress events (single and batch), rollbacks, and
-//! a customer's achievements and history. Every route needs an integration
-//! key and sees only its own application's data.
+//! Integration API routes: progress events (single and batch), rollbacks, a
+//! customer's achievements and history, and the erasure of a customer's
+//! data. Every route needs an integration key and sees only its own
+//! application's data.
 
 use std::sync::Arc;
 
@@ -36,6 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/customer_profiles/{integrationId}/achievements/{achievementId}",
             web::get().to(customer_history),
+        )
+        .route(
+            "/v1/customer_data/{integrationId}",
+            web::delete().to(delete_customer_data),
         );
 }
 
@@ -332,6 +337,20 @@ fn path_customer(req: &HttpRequest) -> Result<CustomerId, ApiError> {
     let raw = super::json::path_text(req, "integrationId")?;
     CustomerId::parse(&raw, "integrationId")
         .map_err(|e| ApiError::parameter("integrationId", e.message))
+}
+
+/// Talon.One's `deleteCustomerData`: the customer's progress, history and
+/// remembered event ids in the key's application are erased, durably. An
+/// unknown customer is erased too (204): erasure is idempotent.
+async fn delete_customer_data(
+    Integration(app): Integration,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let customer = path_customer(&req)?;
+    let erased = state.engine.erase_customer(app, customer).await?;
+    tracing::info!(application = %app, pairs = erased, "customer data erased");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn customer_achievements(

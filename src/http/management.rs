@@ -308,6 +308,8 @@ struct CreateAchievement {
     allow_rollback_after_completion: Option<bool>,
     #[serde(default)]
     end_progress_on_target: Option<bool>,
+    #[serde(default)]
+    allowed_lateness_seconds: Option<u64>,
 }
 
 async fn create_achievement(
@@ -330,6 +332,7 @@ async fn create_achievement(
         end_date: b.end_date.map(|t| t.0),
         allow_rollback_after_completion: b.allow_rollback_after_completion.unwrap_or(false),
         end_progress_on_target: b.end_progress_on_target.unwrap_or(false),
+        allowed_lateness_secs: b.allowed_lateness_seconds,
     };
     let entry = state
         .engine
@@ -407,6 +410,9 @@ struct UpdateAchievement {
     allow_rollback_after_completion: Option<bool>,
     #[serde(default)]
     end_progress_on_target: Option<bool>,
+    /// `null` removes the bound.
+    #[serde(default, deserialize_with = "nullable")]
+    allowed_lateness_seconds: Option<Option<u64>>,
 }
 
 async fn update_achievement(
@@ -429,6 +435,7 @@ async fn update_achievement(
         end_date: b.end_date.map(|t| t.map(|t| t.0)),
         allow_rollback_after_completion: b.allow_rollback_after_completion,
         end_progress_on_target: b.end_progress_on_target,
+        allowed_lateness_secs: b.allowed_lateness_seconds,
     };
     let entry = state
         .engine

@@ -38,6 +38,15 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// Encodes a value after some bytes (a version mark), in one buffer.
+pub fn encode_after<T: Serialize>(prefix: &[u8], value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(prefix.len() + 64);
+    out.extend_from_slice(prefix);
+    bincode::serde::encode_into_std_write(value, &mut out, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
 /// Decodes a value that must fill `bytes` exactly.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())

@@ -6,8 +6,6 @@
 //! the domain types so the domain can change without breaking old files: a
 //! new format version adds new types here and keeps these readers.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -542,6 +540,14 @@ impl CampaignV1 {
 
 impl AchievementV1 {
     pub fn to_achievement(&self) -> Result<Achievement, ModelError> {
+        self.to_achievement_with(None)
+    }
+
+    /// The achievement with the fields later versions added.
+    pub fn to_achievement_with(
+        &self,
+        allowed_lateness_secs: Option<u64>,
+    ) -> Result<Achievement, ModelError> {
         let draft = AchievementDraft {
             name: self.name.clone(),
             title: self.title.clone(),
@@ -563,6 +569,7 @@ impl AchievementV1 {
             end_date: opt_time(self.end_date)?,
             allow_rollback_after_completion: self.allow_rollback_after_completion,
             end_progress_on_target: self.end_progress_on_target,
+            allowed_lateness_secs,
         };
         let rules = draft.validate().map_err(|errors| {
             bad(format!(
@@ -800,8 +807,11 @@ impl PairRecordV1 {
     }
 }
 
-/// Keeps `Arc` in scope for callers that build entries from records.
-pub type Shared<T> = Arc<T>;
+pub mod v2;
+pub use v2::{
+    decode_catalog_record, decode_shard_record, encode_record, AchievementV2, CatalogRecordV2,
+    CatalogV2, EraseV2, Erasure, ShardRecord, ShardRecordRefV2, ShardRecordV2,
+};
 
 #[cfg(test)]
 mod tests;

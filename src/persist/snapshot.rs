@@ -20,12 +20,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Crc};
-use super::model::{CatalogV1, PairV1};
+use super::model::{CatalogV1, CatalogV2, PairV1};
 
 pub const MAGIC: [u8; 8] = *b"ACHVSNAP";
+/// Version 1: the first format.
 pub const VERSION_1: u32 = 1;
+/// Version 2: achievements carry `allowedLatenessSeconds` (`CatalogV2`);
+/// the header and the pairs are as in version 1.
+pub const VERSION_2: u32 = 2;
 /// The version this build writes.
-pub const CURRENT_VERSION: u32 = VERSION_1;
+pub const CURRENT_VERSION: u32 = VERSION_2;
 const PREFIX: usize = 16;
 /// Largest section (catalog or chunk of pairs).
 const MAX_SECTION: usize = 256 * 1024 * 1024;
@@ -191,7 +195,7 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    pub fn write_catalog(&mut self, catalog: &CatalogV1) -> io::Result<()> {
+    pub fn write_catalog(&mut self, catalog: &CatalogV2) -> io::Result<()> {
         let bytes = codec::encode(catalog).map_err(io::Error::other)?;
         self.section(&bytes)
     }
@@ -258,7 +262,7 @@ fn read_prefix(r: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> {
     }
     let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
     let header_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as usize;
-    if version != VERSION_1 {
+    if version != VERSION_1 && version != VERSION_2 {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     if header_len > 1 << 20 {
@@ -296,12 +300,12 @@ pub fn read_header(path: &Path) -> Result<HeaderV1, SnapshotError> {
 pub fn read(
     path: &Path,
     mut on_pairs: impl FnMut(Vec<PairV1>) -> Result<(), SnapshotError>,
-) -> Result<(HeaderV1, CatalogV1), SnapshotError> {
+) -> Result<(HeaderV1, CatalogV2), SnapshotError> {
     let header = read_header(path)?;
     let file = File::open(path)?;
     let total = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
-    let (_, raw) = read_prefix(&mut r)?;
+    let (version, raw) = read_prefix(&mut r)?;
     let body_start = (PREFIX + raw.len() + 4) as u64;
     // A corrupt header may claim any length: no overflow, just truncation.
     let body_end = body_start
@@ -348,8 +352,15 @@ pub fn read(
     };
     let catalog_bytes = next_section(&mut r)?
         .ok_or_else(|| SnapshotError::Decode("missing catalog section".into()))?;
-    let catalog: CatalogV1 =
-        codec::decode(&catalog_bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    let decode_err = |e: codec::CodecError| SnapshotError::Decode(e.to_string());
+    // The one section whose type differs between versions.
+    let catalog: CatalogV2 = if version == VERSION_1 {
+        codec::decode::<CatalogV1>(&catalog_bytes)
+            .map_err(decode_err)?
+            .into()
+    } else {
+        codec::decode(&catalog_bytes).map_err(decode_err)?
+    };
     let mut pairs = 0u64;
     while let Some(bytes) = next_section(&mut r)? {
         let chunk: Vec<PairV1> =

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_executor::block_on;
 
-use super::codec;
-use super::model::{CatalogRecordV1, PairRecordV1, PairV1};
+use super::model::{decode_catalog_record, decode_shard_record, PairV1, ShardRecord};
 use super::snapshot::{self, HeaderV1, SnapshotError, SnapshotWriter};
 use super::wal::{self, OnFailure, Wal};
 use crate::clock;
@@ -28,7 +27,7 @@ use crate::domain::{AchievementId, CustomerId};
 use crate::engine::catalog::CatalogState;
 use crate::engine::pair::PairKey;
 use crate::engine::shard::{
-    AttachLog, LoadPairs, Replay, ReservePairs, SnapshotBegin, SnapshotChunk,
+    AttachLog, LoadPairs, Replay, ReplayRecord, ReservePairs, SnapshotBegin, SnapshotChunk,
 };
 use crate::engine::Engine;
 
@@ -343,10 +342,7 @@ impl Store {
             if failure.is_some() {
                 return;
             }
-            match codec::decode::<CatalogRecordV1>(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.to_record().map_err(|e| e.to_string()))
-            {
+            match decode_catalog_record(bytes).map_err(|e| e.to_string()) {
                 Ok(record) => {
                     engine.catalog.apply(&record);
                     report.catalog_records += 1;
@@ -440,11 +436,13 @@ impl Store {
                 if failure.is_some() {
                     return;
                 }
-                let record = match codec::decode::<PairRecordV1>(bytes)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.to_record().map_err(|e| e.to_string()))
-                {
-                    Ok(r) => r,
+                let record = match decode_shard_record(bytes).map_err(|e| e.to_string()) {
+                    Ok(ShardRecord::Pair(r)) => r,
+                    Ok(ShardRecord::Erase(erasure)) => {
+                        batch.push((lsn, ReplayRecord::Erase(erasure)));
+                        progress.advance(1);
+                        return;
+                    }
                     Err(why) => {
                         failure = Some(StoreError::Record {
                             log: format!("shard-{i:03}"),
@@ -464,7 +462,7 @@ impl Store {
                 else {
                     return; // its achievement was deleted since
                 };
-                batch.push((lsn, record, entry));
+                batch.push((lsn, ReplayRecord::Pair(record, entry)));
                 progress.advance(1);
                 if batch.len() >= BATCH {
                     let records = std::mem::take(&mut batch);

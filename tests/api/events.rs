@@ -2393,15 +2393,23 @@ async fn fixed_schedule_windows_follow_the_anchor() {
     // The customer's start is their first progress; the end is the window's.
     assert_eq!(r["effects"][0]["props"]["startDate"], rfc(t), "{r}");
     assert_eq!(r["effects"][0]["props"]["endDate"], rfc(window_end), "{r}");
-    // A window that is already over takes no progress.
-    let old = app
-        .event(
+    // An event dated in a window that is already over lands there (its own
+    // time decides; no lateness bound is set), and that window is expired.
+    let old = applied(
+        &app.event(
             &key,
             json!({"integrationId": "d", "achievementId": id, "delta": 1,
                    "timestamp": rfc(anchor + Duration::seconds(1))}),
         )
-        .await;
-    assert_rejected(&old, "late");
+        .await,
+    );
+    assert_eq!(
+        old["effects"][0]["props"]["endDate"],
+        rfc(anchor + period),
+        "{old}"
+    );
+    let h = app.history(&key, "d", id, "").await;
+    assert_eq!(h["data"][0]["status"], "expired", "{h}");
     let wait = (window_end - Utc::now()).num_milliseconds() + 300;
     actix_rt::time::sleep(std::time::Duration::from_millis(wait.max(0) as u64)).await;
     let h = app.history(&key, "c", id, "").await;

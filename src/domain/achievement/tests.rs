@@ -108,6 +108,7 @@ fn a_valid_draft_becomes_rules() {
             end_date: None,
             allow_rollback_after_completion: false,
             end_progress_on_target: false,
+            allowed_lateness_secs: None,
         }
     );
 }
@@ -880,7 +881,7 @@ fn locked_achievement_refuses_rule_changes_naming_the_field() {
         let errors = a.patched(&patch, true).unwrap_err();
         assert_eq!(pointers(&errors), [pointer], "{patch:?}");
         assert!(errors[0].message.contains(pointer), "{errors:?}");
-        assert!(errors[0].message.contains("title and description"));
+        assert!(errors[0].message.contains("title, description and allowedLatenessSeconds"));
         // The same change is fine while unlocked.
         let next = patch.clone();
         if pointer != "/activationPolicy" && pointer != "/fixedStartDate" && pointer != "/period" {
@@ -921,6 +922,7 @@ fn an_unchanged_value_is_not_a_change() {
         end_date: Some(Some(utc("2024-10-10 00:00:00"))),
         allow_rollback_after_completion: Some(false),
         end_progress_on_target: Some(false),
+        allowed_lateness_secs: Some(None),
     };
     assert_eq!(patch_ok(&a, &same, true), a);
     // The same period spelled differently is the same period.

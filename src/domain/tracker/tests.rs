@@ -62,6 +62,9 @@ fn fixed(
 
 use RecurrencePolicy::{NoRecurrence, OnCompletion, OnExpiration};
 
+/// Event time and lateness: history import, the `allowedLatenessSeconds` bound.
+mod history;
+
 /// The rules, limits and zone events are applied with.
 struct Fx {
     rules: AchievementRules,
@@ -1227,44 +1230,6 @@ fn late_event_before_current_start() {
     assert_eq!(tr, before);
     // At the start instant is fine.
     assert_applied(&fx.apply(&mut tr, start + secs(1), "1", Some(start), None));
-}
-
-#[test]
-fn late_event_in_period_that_ended_before_arrival() {
-    let fx = Fx::new(user("10", Some("1D"), OnExpiration));
-    let mut tr = PairTracker::new(1);
-    fx.add(&mut tr, t0(), "1");
-    let end = t0() + days(1);
-    let r = fx.apply(&mut tr, end + secs(1), "1", Some(end - secs(1)), None);
-    assert_rejected(&r, Reason::Late);
-    assert_eq!(tr.iterations_at(end).next().unwrap().progress, dec("1"));
-    // The same event arriving while the period runs is fine.
-    let r = fx.apply(&mut tr, end - secs(1), "1", Some(end - secs(1)), None);
-    assert_applied(&r);
-}
-
-#[test]
-fn late_first_event_whose_period_would_be_over() {
-    let fx = Fx::new(user("10", Some("1h"), OnExpiration));
-    let mut tr = PairTracker::new(1);
-    let now = t0() + Duration::hours(2);
-    let r = fx.apply(&mut tr, now, "1", Some(t0()), None);
-    assert_rejected(&r, Reason::Late);
-    assert!(tr.current().is_none());
-    // Within the period it would open: accepted, with start at the event time.
-    let r = fx.apply(&mut tr, now, "1", Some(now - Duration::minutes(59)), None);
-    assert_eq!(as_start(&r.effects[0]).1, now - Duration::minutes(59));
-}
-
-#[test]
-fn late_event_for_a_past_fixed_window() {
-    let anchor = ts("2023-10-02 00:00:00");
-    let fx = Fx::new(fixed("5", Some("1W"), OnExpiration, anchor));
-    let mut tr = PairTracker::new(1);
-    let now = anchor + days(8);
-    let r = fx.apply(&mut tr, now, "1", Some(anchor + days(6)), None);
-    assert_rejected(&r, Reason::Late);
-    assert!(tr.current().is_none());
 }
 
 #[test]

@@ -542,7 +542,7 @@ proptest! {
 
 fn sample_snapshot(dir: &Path) -> Vec<u8> {
     let mut w = SnapshotWriter::create(dir, 1, 2).expect("create");
-    w.write_catalog(&CatalogV1 {
+    w.write_catalog(&CatalogV2 {
         next_id: 3,
         applications: Vec::new(),
         api_keys: Vec::new(),

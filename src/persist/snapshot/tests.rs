@@ -1,8 +1,8 @@
 use super::*;
 use crate::persist::model::{DecimalV1, TimeV1, TrackerV1};
 
-fn catalog() -> CatalogV1 {
-    CatalogV1 {
+fn catalog() -> CatalogV2 {
+    CatalogV2 {
         next_id: 7,
         applications: Vec::new(),
         api_keys: Vec::new(),
@@ -48,7 +48,7 @@ fn write(dir: &Path, id: u64, pairs: u64) -> PathBuf {
     w.finish(created, 11, vec![3, 4], 99).unwrap().0
 }
 
-fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV1, Vec<PairV1>), SnapshotError> {
+fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV2, Vec<PairV1>), SnapshotError> {
     let mut pairs = Vec::new();
     let (h, c) = read(path, |chunk| {
         pairs.extend(chunk);

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::engine::catalog::CampaignPatch;
 use crate::engine::{AchievementEntry, Catalog, EngineConfig, EventInput};
-use crate::persist::model::{CatalogV1, EffectV1, IterationV1, PairV1, TimeV1};
+use crate::persist::model::{CatalogV2, EffectV1, IterationV1, PairV1, TimeV1};
 
 fn config() -> EngineConfig {
     // Fixed, not the machine's core count: the golden file was written by an
@@ -109,7 +109,7 @@ fn entry_named(engine: &Engine, name: &str) -> Arc<AchievementEntry> {
         .unwrap_or_else(|| panic!("no achievement {name}"))
 }
 
-fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV1, Vec<PairV1>), SnapshotError> {
+fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV2, Vec<PairV1>), SnapshotError> {
     let mut pairs = Vec::new();
     let (header, catalog) = snapshot::read(path, |chunk| {
         pairs.extend(chunk);
@@ -328,7 +328,9 @@ fn golden_v1_snapshot_still_reads_exactly() {
     let achievements: Vec<_> = catalog
         .achievements
         .iter()
-        .map(|(a, has_progress)| {
+        .map(|(a2, has_progress)| {
+            assert_eq!(a2.allowed_lateness_secs, None, "version 1 has no bound");
+            let a = &a2.v1;
             (
                 (
                     a.id,
@@ -387,7 +389,7 @@ fn golden_v1_snapshot_still_reads_exactly() {
         ]
     );
     for (a, _) in &catalog.achievements {
-        assert!(a.to_achievement().is_ok(), "{} validates", a.name);
+        assert!(a.to_achievement().is_ok(), "{} validates", a.v1.name);
     }
     assert!(catalog.to_state().is_ok());
 
@@ -705,8 +707,8 @@ async fn a_truncated_newest_snapshot_falls_back_to_the_older_one() {
 #[actix_rt::test]
 async fn a_newest_snapshot_of_a_future_version_falls_back_to_the_older_one() {
     falls_back(
-        |p| edit(p, |b| b[8..12].copy_from_slice(&2u32.to_le_bytes())),
-        "version 2 is not supported",
+        |p| edit(p, |b| b[8..12].copy_from_slice(&3u32.to_le_bytes())),
+        "version 3 is not supported",
     )
     .await;
 }
