@@ -118,9 +118,7 @@ fn catalog() -> CatalogV1 {
 /// chunk, write it, finish with fsync + rename + directory fsync).
 fn write_snapshot(dir: &std::path::Path, id: u64, pairs: &[PairV1]) -> (PathBuf, u64) {
     let mut writer = SnapshotWriter::create(dir, id, SHARDS).expect("create snapshot");
-    writer
-        .write_catalog(&catalog().into())
-        .expect("catalog");
+    writer.write_catalog(&catalog().into()).expect("catalog");
     for chunk in pairs.chunks(CHUNK_PAIRS) {
         let bytes = codec::encode(&chunk).expect("encode chunk");
         writer

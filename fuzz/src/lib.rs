@@ -14,8 +14,8 @@ use achievements_engine::domain::achievement::{
 };
 use achievements_engine::domain::period::Period;
 use achievements_engine::http::integration;
-use achievements_engine::http::json::{self, Num, Time};
-use achievements_engine::persist::{codec, snapshot, wal};
+use achievements_engine::http::json::{self, Num, Seconds, Time};
+use achievements_engine::persist::{codec, model, snapshot, wal};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -150,7 +150,7 @@ pub struct CreateAchievement {
     #[serde(default)]
     pub end_progress_on_target: Option<bool>,
     #[serde(default)]
-    allowed_lateness_seconds: Option<u64>,
+    pub allowed_lateness_seconds: Option<Seconds>,
 }
 
 /// Exact numbers and instants survive a trip through their JSON rendering.
@@ -220,7 +220,7 @@ pub fn json_decode(data: &[u8]) {
             end_date: b.end_date.map(|t| t.0),
             allow_rollback_after_completion: b.allow_rollback_after_completion.unwrap_or(false),
             end_progress_on_target: b.end_progress_on_target.unwrap_or(false),
-            allowed_lateness_secs: b.allowed_lateness_seconds,
+            allowed_lateness_secs: b.allowed_lateness_seconds.map(|s| s.0),
         };
         if let Ok(rules) = draft.validate() {
             let tz = ZONES[(mix(data) % ZONES.len() as u64) as usize];
@@ -329,6 +329,10 @@ pub fn wal_read(data: &[u8]) {
     let mut again = Vec::new();
     for (lsn, payload) in &records {
         wal::frame(&mut again, *lsn, payload);
+        // Whatever a payload holds, reading it as a record of either log
+        // (any version) is an answer, never a panic.
+        let _ = model::decode_shard_record(payload);
+        let _ = model::decode_catalog_record(payload);
     }
     assert_eq!(
         again,

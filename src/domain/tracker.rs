@@ -362,10 +362,7 @@ impl PairTracker {
                 // The event's own time decides: an ended iteration still takes
                 // events dated inside it, unless the achievement bounds
                 // lateness and the bound has passed.
-                if cur
-                    .end
-                    .is_some_and(|e| rules.closed_to_arrival(e.end, now))
-                {
+                if cur.end.is_some_and(|e| rules.closed_to_arrival(e.end, now)) {
                     return Ok(EventResult::rejected(Reason::Late));
                 }
                 lands_in_current = true;

@@ -180,6 +180,34 @@ impl Serialize for Num {
     }
 }
 
+/// A whole number of seconds, 0 or more (`allowedLatenessSeconds`): a JSON
+/// integer, never a fraction or a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number of seconds, 0 or more")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                u64::try_from(v).map(Seconds).map_err(|_| {
+                    E::custom(format!(
+                        "{v} is negative; expected a whole number of seconds, 0 or more"
+                    ))
+                })
+            }
+        }
+        d.deserialize_u64(Visitor)
+    }
+}
+
 /// An RFC 3339 instant; rendered in UTC with a `Z`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Time(pub DateTime<Utc>);

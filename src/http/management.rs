@@ -13,7 +13,7 @@ use super::dto::{
     AchievementDto, ApiKeyDto, ApplicationDto, CampaignDto, HasMore, ProgressWithDefinitionDto,
 };
 use super::error::ApiError;
-use super::json::{self, nullable, parse_body, path_id, Num, Query, Time, BODY_LIMIT};
+use super::json::{self, nullable, parse_body, path_id, Num, Query, Seconds, Time, BODY_LIMIT};
 use super::AppState;
 use crate::clock;
 use crate::domain::{
@@ -309,7 +309,7 @@ struct CreateAchievement {
     #[serde(default)]
     end_progress_on_target: Option<bool>,
     #[serde(default)]
-    allowed_lateness_seconds: Option<u64>,
+    allowed_lateness_seconds: Option<Seconds>,
 }
 
 async fn create_achievement(
@@ -332,7 +332,7 @@ async fn create_achievement(
         end_date: b.end_date.map(|t| t.0),
         allow_rollback_after_completion: b.allow_rollback_after_completion.unwrap_or(false),
         end_progress_on_target: b.end_progress_on_target.unwrap_or(false),
-        allowed_lateness_secs: b.allowed_lateness_seconds,
+        allowed_lateness_secs: b.allowed_lateness_seconds.map(|s| s.0),
     };
     let entry = state
         .engine
@@ -412,7 +412,7 @@ struct UpdateAchievement {
     end_progress_on_target: Option<bool>,
     /// `null` removes the bound.
     #[serde(default, deserialize_with = "nullable")]
-    allowed_lateness_seconds: Option<Option<u64>>,
+    allowed_lateness_seconds: Option<Option<Seconds>>,
 }
 
 async fn update_achievement(
@@ -435,7 +435,7 @@ async fn update_achievement(
         end_date: b.end_date.map(|t| t.map(|t| t.0)),
         allow_rollback_after_completion: b.allow_rollback_after_completion,
         end_progress_on_target: b.end_progress_on_target,
-        allowed_lateness_secs: b.allowed_lateness_seconds,
+        allowed_lateness_secs: b.allowed_lateness_seconds.map(|s| s.map(|s| s.0)),
     };
     let entry = state
         .engine

@@ -113,64 +113,6 @@ fn effect_types(v: &Value) -> Vec<String> {
         .collect()
 }
 
-impl TestApp {
-    async fn list(&self, key: &str, customer: &str, query: &str) -> Value {
-        let a = self
-            .integ(
-                key,
-                "GET",
-                &format!("/v1/customer_profiles/{customer}/achievements{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(a.status, 200, "{}", a.text);
-        a.json()
-    }
-
-    async fn history(&self, key: &str, customer: &str, achievement: u64, query: &str) -> Value {
-        let a = self
-            .integ(
-                key,
-                "GET",
-                &format!("/v1/customer_profiles/{customer}/achievements/{achievement}{query}"),
-                None,
-            )
-            .await;
-        assert_eq!(a.status, 200, "{}", a.text);
-        a.json()
-    }
-
-    async fn rollback(&self, key: &str, body: Value) -> Answer {
-        self.integ(key, "POST", "/v1/progress_rollbacks", Some(body))
-            .await
-    }
-
-    async fn batch(&self, key: &str, query: &str, body: Value) -> Answer {
-        self.integ(
-            key,
-            "POST",
-            &format!("/v1/progress_events/batch{query}"),
-            Some(body),
-        )
-        .await
-    }
-
-    /// The customer's current progress in one achievement (None when not started).
-    async fn progress(&self, key: &str, customer: &str, achievement: u64) -> Option<Value> {
-        let list = self
-            .list(key, customer, &format!("?achievementIds={achievement}"))
-            .await;
-        assert_eq!(list["totalResultSize"], 1, "{list}");
-        let p = &list["data"][0]["currentProgress"];
-        (!p.is_null()).then(|| p["progress"].clone())
-    }
-
-    async fn healthy(&self) {
-        let h = self.raw("GET", "/healthz", Auth::None, None).await;
-        assert_eq!(h.status, 200, "{}", h.text);
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The user journey.
 // ---------------------------------------------------------------------------

@@ -219,6 +219,65 @@ impl TestApp {
     }
 }
 
+/// Reads and writes of the integration API, shared by the test files.
+impl TestApp {
+    pub async fn list(&self, key: &str, customer: &str, query: &str) -> Value {
+        let a = self
+            .integ(
+                key,
+                "GET",
+                &format!("/v1/customer_profiles/{customer}/achievements{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()
+    }
+
+    pub async fn history(&self, key: &str, customer: &str, achievement: u64, query: &str) -> Value {
+        let a = self
+            .integ(
+                key,
+                "GET",
+                &format!("/v1/customer_profiles/{customer}/achievements/{achievement}{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()
+    }
+
+    pub async fn rollback(&self, key: &str, body: Value) -> Answer {
+        self.integ(key, "POST", "/v1/progress_rollbacks", Some(body))
+            .await
+    }
+
+    pub async fn batch(&self, key: &str, query: &str, body: Value) -> Answer {
+        self.integ(
+            key,
+            "POST",
+            &format!("/v1/progress_events/batch{query}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// The customer's current progress in one achievement (None when not started).
+    pub async fn progress(&self, key: &str, customer: &str, achievement: u64) -> Option<Value> {
+        let list = self
+            .list(key, customer, &format!("?achievementIds={achievement}"))
+            .await;
+        assert_eq!(list["totalResultSize"], 1, "{list}");
+        let p = &list["data"][0]["currentProgress"];
+        (!p.is_null()).then(|| p["progress"].clone())
+    }
+
+    pub async fn healthy(&self) {
+        let h = self.raw("GET", "/healthz", Auth::None, None).await;
+        assert_eq!(h.status, 200, "{}", h.text);
+    }
+}
+
 /// Asserts Talon.One's error shape with the given status and pointer.
 pub fn assert_error(a: &Answer, status: u16, pointer: Option<&str>) {
     assert_eq!(a.status, status, "{}", a.text);

@@ -3,9 +3,11 @@
 
 mod helpers;
 
+mod erasure;
 mod events;
 mod faults;
 mod fuzz_regressions;
+mod history;
 mod limits;
 mod management;
 mod metrics;

@@ -29,13 +29,13 @@ const CLIENTS: usize = 6;
 // ---------------------------------------------------------------------------
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
@@ -136,7 +136,7 @@ fn mgmt_auth() -> String {
     format!("ManagementKey-v1 {MANAGEMENT_KEY}")
 }
 
-fn api_auth(key: &str) -> String {
+pub(crate) fn api_auth(key: &str) -> String {
     format!("ApiKey-v1 {key}")
 }
 
@@ -146,9 +146,9 @@ fn api_auth(key: &str) -> String {
 
 /// A running server; killed (SIGKILL) when dropped, so a failing test leaves
 /// no process behind.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: PathBuf,
 }
 
@@ -216,7 +216,7 @@ fn read_log(path: &Path) -> String {
 impl Server {
     /// Starts the binary and waits for `/readyz` = 200 (retrying on a port
     /// another process grabbed meanwhile).
-    fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> Server {
         for attempt in 0..3 {
             let port = free_port();
             let child = spawn_binary(data_dir, port, extra, log);
@@ -259,14 +259,14 @@ impl Server {
     }
 
     /// `kill -9`: no chance to flush or snapshot.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().expect("running child");
         child.kill().expect("SIGKILL the server");
         child.wait().expect("reap the server");
     }
 
     /// SIGTERM; waits up to `within` for the exit status.
-    fn terminate(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) fn terminate(&mut self, within: Duration) -> ExitStatus {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
@@ -289,13 +289,19 @@ impl Server {
         }
     }
 
-    fn call(&self, method: &str, path: &str, auth: Option<&str>, body: Option<Value>) -> Reply {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let text = body.map(|b| b.to_string());
         http(self.addr, method, path, auth, text.as_deref())
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
     }
 
-    fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         self.call(method, path, Some(&mgmt_auth()), body)
     }
 }
@@ -305,14 +311,14 @@ impl Server {
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
-struct Setup {
-    application: u64,
-    campaign: u64,
-    achievement: u64,
-    key: String,
+pub(crate) struct Setup {
+    pub(crate) application: u64,
+    pub(crate) campaign: u64,
+    pub(crate) achievement: u64,
+    pub(crate) key: String,
 }
 
-fn create_catalog(server: &Server) -> Setup {
+pub(crate) fn create_catalog(server: &Server) -> Setup {
     let a = server.mgmt(
         "POST",
         "/v1/applications",
@@ -490,7 +496,7 @@ fn check_progress(server: &Server, setup: &Setup, events: &[Sent], when: &str) {
     }
 }
 
-fn snapshot_ids(dir: &Path) -> Vec<u64> {
+pub(crate) fn snapshot_ids(dir: &Path) -> Vec<u64> {
     let mut ids: Vec<u64> = fs::read_dir(dir)
         .expect("read the data dir")
         .filter_map(|e| {
@@ -505,7 +511,7 @@ fn snapshot_ids(dir: &Path) -> Vec<u64> {
     ids
 }
 
-fn snapshot_path(dir: &Path, id: u64) -> PathBuf {
+pub(crate) fn snapshot_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("snapshot-{id:012}.snap"))
 }
 

@@ -881,7 +881,9 @@ fn locked_achievement_refuses_rule_changes_naming_the_field() {
         let errors = a.patched(&patch, true).unwrap_err();
         assert_eq!(pointers(&errors), [pointer], "{patch:?}");
         assert!(errors[0].message.contains(pointer), "{errors:?}");
-        assert!(errors[0].message.contains("title, description and allowedLatenessSeconds"));
+        assert!(errors[0]
+            .message
+            .contains("title, description and allowedLatenessSeconds"));
         // The same change is fine while unlocked.
         let next = patch.clone();
         if pointer != "/activationPolicy" && pointer != "/fixedStartDate" && pointer != "/period" {

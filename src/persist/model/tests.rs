@@ -786,3 +786,7 @@ fn the_borrowed_pair_record_encodes_to_the_same_bytes_as_the_owned_one() {
     assert_eq!(bytes, codec::encode(&owned).unwrap());
     assert_eq!(codec::decode::<PairRecordV1>(&bytes).unwrap(), owned);
 }
+
+/// Version 2: achievements with a lateness bound, erasure records, versioned
+/// log payloads that still read version 1.
+mod v2;

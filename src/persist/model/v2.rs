@@ -220,7 +220,12 @@ impl EraseV2 {
             application: ApplicationId(self.application),
             customer: CustomerId::parse(&self.customer, "/integrationId")
                 .map_err(|e| bad(e.message))?,
-            achievements: self.achievements.iter().copied().map(AchievementId).collect(),
+            achievements: self
+                .achievements
+                .iter()
+                .copied()
+                .map(AchievementId)
+                .collect(),
         })
     }
 }
@@ -251,7 +256,9 @@ fn versioned(bytes: &[u8]) -> Result<(u8, &[u8]), ModelError> {
 }
 
 fn unknown_version(v: u8) -> ModelError {
-    bad(format!("log record version {v} is not supported by this build"))
+    bad(format!(
+        "log record version {v} is not supported by this build"
+    ))
 }
 
 /// Reads a record of the catalog's log, of any version.

@@ -120,11 +120,11 @@ fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV2, Vec<PairV1>), SnapshotE
 }
 
 // ---------------------------------------------------------------------------
-// Golden snapshot (format version 1).
+// Golden snapshots (format versions 1 and 2).
 // ---------------------------------------------------------------------------
 
-fn golden_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v1.snap")
+fn golden_path(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/golden-v{version}.snap"))
 }
 
 /// Builds the golden state: one application, key and campaign, three
@@ -228,78 +228,64 @@ async fn build_golden(engine: &Engine) {
     applied(increase(engine, &spend, "carol", "200", Some(t0), "s3").await);
 }
 
-#[actix_rt::test]
-async fn golden_snapshot_is_generated_from_a_deterministic_state() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (engine, store, report) = restore(dir.path()).await;
-    assert_eq!(report.snapshot, None);
-    build_golden(&engine).await;
-    let info = take_snapshot(&engine, &store).await;
-    assert_eq!(info.pairs, 4);
-    let path = snapshot::list(dir.path()).expect("list")[0].path.clone();
-    let (header, catalog, pairs) = read_all(&path).expect("the new snapshot reads back");
-    assert_eq!(header.pairs, 4);
-    assert_eq!(header.pair_numbers, 4);
-    assert_eq!(catalog.achievements.len(), 3);
-    let progress: Vec<_> = pairs
-        .iter()
-        .map(|p| {
-            (
-                p.customer.as_str(),
-                p.tracker
-                    .current
-                    .as_ref()
-                    .map(|i| Decimal::from(i.progress)),
-            )
-        })
-        .collect();
-    assert_eq!(
-        progress,
-        vec![
-            ("alice", Some(dec("3"))),
-            ("bob", Some(dec("1"))),
-            ("bob", Some(dec("30"))),
-            ("carol", Some(dec("100.5"))),
-        ]
-    );
-    if std::env::var("ACHV_WRITE_GOLDEN").as_deref() == Ok("1") {
-        fs::create_dir_all(golden_path().parent().expect("parent")).expect("fixtures dir");
-        fs::copy(&path, golden_path()).expect("write the golden snapshot");
-        println!("wrote {}", golden_path().display());
-    }
+/// What a golden file holds that depends on when and how it was generated
+/// (its creation times, the random API key, the shard a customer hashed
+/// to) and on its version; fixed once the file is.
+struct Golden {
+    version: u32,
+    created: (i64, u32),
+    app_created: TimeV1,
+    key_hash: [u8; 32],
+    catalog_lsn: u64,
+    shard_lsns: [u64; 8],
+    pair_numbers: u64,
+    body_len: u64,
+    body_crc: u32,
+    /// `allowedLatenessSeconds` of visits, spend and weekly.
+    lateness: [Option<u64>; 3],
 }
 
-// Values that depend on when and how the golden file was generated (its
-// creation times, the random API key, the shard a customer hashed to); they
-// are fixed now that the file is.
-const GOLDEN_CREATED: (i64, u32) = (1_795_665_483, 623_000_000);
-const GOLDEN_APP_CREATED: TimeV1 = TimeV1 {
-    secs: 1_795_665_483,
-    nanos: 617_000_000,
+const GOLDEN_V1: Golden = Golden {
+    version: 1,
+    created: (1_795_665_483, 623_000_000),
+    app_created: TimeV1 {
+        secs: 1_795_665_483,
+        nanos: 617_000_000,
+    },
+    key_hash: [
+        22, 39, 107, 147, 53, 129, 189, 235, 240, 12, 204, 14, 140, 155, 240, 134, 10, 83, 139, 34,
+        188, 139, 94, 135, 129, 133, 204, 200, 139, 148, 126, 231,
+    ],
+    // Six catalog records (application, key, campaign, three achievements).
+    catalog_lsn: 7,
+    // Eight shard logs; the customers hashed to shards 1, 4 and 7.
+    shard_lsns: [1, 2, 1, 1, 4, 1, 1, 5],
+    pair_numbers: 4,
+    body_len: 1471,
+    body_crc: 1_441_902_636,
+    lateness: [None, None, None],
 };
-const GOLDEN_KEY_HASH: [u8; 32] = [
-    22, 39, 107, 147, 53, 129, 189, 235, 240, 12, 204, 14, 140, 155, 240, 134, 10, 83, 139, 34,
-    188, 139, 94, 135, 129, 133, 204, 200, 139, 148, 126, 231,
-];
-/// Six catalog records (application, key, campaign, three achievements).
-const GOLDEN_CATALOG_LSN: u64 = 7;
-/// Eight shard logs; the customers hashed to shards 1, 4 and 7.
-const GOLDEN_SHARD_LSNS: [u64; 8] = [1, 2, 1, 1, 4, 1, 1, 5];
-const GOLDEN_BODY_LEN: u64 = 1471;
-const GOLDEN_BODY_CRC: u32 = 1_441_902_636;
 
 #[test]
 fn golden_v1_snapshot_still_reads_exactly() {
-    let (header, catalog, pairs) = read_all(&golden_path()).expect("golden snapshot reads");
+    check_golden_reads(&GOLDEN_V1);
+}
+
+/// Reads a golden file and checks every value in it.
+fn check_golden_reads(g: &Golden) {
+    let path = golden_path(g.version);
+    let bytes = fs::read(&path).expect("golden file");
+    assert_eq!(bytes[8..12], g.version.to_le_bytes(), "format version");
+    let (header, catalog, pairs) = read_all(&path).expect("golden snapshot reads");
 
     // Header.
-    assert_eq!(header.catalog_lsn, GOLDEN_CATALOG_LSN);
-    assert_eq!(header.shard_lsns, GOLDEN_SHARD_LSNS.to_vec());
-    assert_eq!(header.pair_numbers, 4);
+    assert_eq!(header.catalog_lsn, g.catalog_lsn);
+    assert_eq!(header.shard_lsns, g.shard_lsns.to_vec());
+    assert_eq!(header.pair_numbers, g.pair_numbers);
     assert_eq!(header.pairs, 4);
-    assert_eq!(header.body_len, GOLDEN_BODY_LEN);
-    assert_eq!(header.body_crc, GOLDEN_BODY_CRC);
-    assert_eq!((header.created_secs, header.created_nanos), GOLDEN_CREATED);
+    assert_eq!(header.body_len, g.body_len);
+    assert_eq!(header.body_crc, g.body_crc);
+    assert_eq!((header.created_secs, header.created_nanos), g.created);
 
     // Catalog.
     assert_eq!(catalog.next_id, 6);
@@ -309,14 +295,14 @@ fn golden_v1_snapshot_still_reads_exactly() {
     assert_eq!(app.name, "golden");
     assert_eq!(app.timezone, "Europe/Berlin");
     assert_eq!(app.description, "golden snapshot v1");
-    assert_eq!(app.created, GOLDEN_APP_CREATED);
+    assert_eq!(app.created, g.app_created);
     assert_eq!(catalog.api_keys.len(), 1);
     let key = &catalog.api_keys[0];
     assert_eq!(
         (key.id, key.application_id, key.name.as_str()),
         (2, 1, "golden-key")
     );
-    assert_eq!(key.hash, GOLDEN_KEY_HASH);
+    assert_eq!(key.hash, g.key_hash);
     assert_eq!(catalog.campaigns.len(), 1);
     let c = &catalog.campaigns[0];
     assert_eq!(
@@ -329,7 +315,6 @@ fn golden_v1_snapshot_still_reads_exactly() {
         .achievements
         .iter()
         .map(|(a2, has_progress)| {
-            assert_eq!(a2.allowed_lateness_secs, None, "version 1 has no bound");
             let a = &a2.v1;
             (
                 (
@@ -388,6 +373,12 @@ fn golden_v1_snapshot_still_reads_exactly() {
             ),
         ]
     );
+    let lateness: Vec<_> = catalog
+        .achievements
+        .iter()
+        .map(|(a, _)| a.allowed_lateness_secs)
+        .collect();
+    assert_eq!(lateness, g.lateness.to_vec());
     for (a, _) in &catalog.achievements {
         assert!(a.to_achievement().is_ok(), "{} validates", a.v1.name);
     }
@@ -507,8 +498,17 @@ fn golden_v1_snapshot_still_reads_exactly() {
 
 #[actix_rt::test]
 async fn golden_v1_snapshot_restores_into_a_working_engine() {
+    check_golden_restores(&GOLDEN_V1).await;
+}
+
+/// Restores a golden file and checks the engine works from it.
+async fn check_golden_restores(g: &Golden) {
     let dir = tempfile::tempdir().expect("temp dir");
-    fs::copy(golden_path(), dir.path().join("snapshot-000000000001.snap")).expect("copy");
+    fs::copy(
+        golden_path(g.version),
+        dir.path().join("snapshot-000000000001.snap"),
+    )
+    .expect("copy");
     let (engine, _store, report) = restore(dir.path()).await;
     assert_eq!(report.snapshot, Some(1));
     assert!(report.skipped_snapshots.is_empty());
@@ -519,6 +519,13 @@ async fn golden_v1_snapshot_restores_into_a_working_engine() {
     assert_eq!(visits.tz, chrono_tz::Europe::Berlin);
     assert!(visits.has_progress());
     assert!(!entry_named(&engine, "weekly").has_progress());
+    let lateness = ["visits", "spend", "weekly"].map(|n| {
+        entry_named(&engine, n)
+            .achievement
+            .rules
+            .allowed_lateness_secs
+    });
+    assert_eq!(lateness, g.lateness);
     assert_eq!(progress(&engine, &visits, "bob").await, dec("1"));
     assert_eq!(progress(&engine, &spend, "bob").await, dec("30"));
     assert_eq!(progress(&engine, &spend, "carol").await, dec("100.5"));
@@ -543,8 +550,11 @@ async fn golden_v1_snapshot_restores_into_a_working_engine() {
     let more = increase(&engine, &visits, "dave", "1", None, "v9").await;
     assert_eq!(more.outcome, Outcome::Applied, "{more:?}");
     // New pairs get numbers after the restored ones.
-    assert!(engine.shared().pair_numbers() >= 5);
+    assert!(engine.shared().pair_numbers() > g.pair_numbers);
 }
+
+/// Version 2: achievements with a lateness bound, erasure.
+mod v2;
 
 // ---------------------------------------------------------------------------
 // Falling back to the previous snapshot.

@@ -76,10 +76,34 @@ fn bounded(mut rules: AchievementRules, secs: u64) -> AchievementRules {
 fn spec_worked_examples_imported_years_later() {
     // SPEC §4's rows, each event arriving in 2026: the same dates as live.
     let rows_: [(RecurrencePolicy, Option<&str>, &str, &str, &str); 7] = [
-        (NoRecurrence, None, "1D", "2023-10-10 09:30:45", "2023-10-11 09:30:45"),
-        (NoRecurrence, None, "1W", "2023-10-10 09:30:45", "2023-10-17 09:30:45"),
-        (NoRecurrence, None, "1M", "2023-10-10 09:30:45", "2023-11-10 09:30:45"),
-        (NoRecurrence, None, "1Y", "2023-10-10 09:30:45", "2024-10-10 09:30:45"),
+        (
+            NoRecurrence,
+            None,
+            "1D",
+            "2023-10-10 09:30:45",
+            "2023-10-11 09:30:45",
+        ),
+        (
+            NoRecurrence,
+            None,
+            "1W",
+            "2023-10-10 09:30:45",
+            "2023-10-17 09:30:45",
+        ),
+        (
+            NoRecurrence,
+            None,
+            "1M",
+            "2023-10-10 09:30:45",
+            "2023-11-10 09:30:45",
+        ),
+        (
+            NoRecurrence,
+            None,
+            "1Y",
+            "2023-10-10 09:30:45",
+            "2024-10-10 09:30:45",
+        ),
         (
             NoRecurrence,
             Some("2023-10-10 00:00:00"),
@@ -87,7 +111,13 @@ fn spec_worked_examples_imported_years_later() {
             "2023-10-18 10:20:00",
             "2023-11-10 00:00:00",
         ),
-        (OnExpiration, None, "3M_U", "2023-10-10 09:30:45", "2024-01-31 23:59:59"),
+        (
+            OnExpiration,
+            None,
+            "3M_U",
+            "2023-10-10 09:30:45",
+            "2024-01-31 23:59:59",
+        ),
         (
             OnExpiration,
             Some("2023-01-01 00:00:00"),
@@ -136,8 +166,20 @@ fn import_on_expiration_user_action_builds_each_iteration() {
     assert_eq!(
         rows(&tr),
         vec![
-            row(Expired, "2", "2023-02-01 12:00:00", Some("2023-02-08 12:00:00"), None),
-            row(Expired, "1", "2023-01-10 08:00:00", Some("2023-01-17 08:00:00"), None),
+            row(
+                Expired,
+                "2",
+                "2023-02-01 12:00:00",
+                Some("2023-02-08 12:00:00"),
+                None
+            ),
+            row(
+                Expired,
+                "1",
+                "2023-01-10 08:00:00",
+                Some("2023-01-17 08:00:00"),
+                None
+            ),
             row(
                 Completed,
                 "7",
@@ -208,7 +250,13 @@ fn import_on_completion_user_action_with_period() {
     assert_eq!(
         rows(&tr),
         vec![
-            row(Expired, "1", "2023-01-20 09:00:00", Some("2023-01-27 09:00:00"), None),
+            row(
+                Expired,
+                "1",
+                "2023-01-20 09:00:00",
+                Some("2023-01-27 09:00:00"),
+                None
+            ),
             row(
                 Completed,
                 "2",
@@ -249,7 +297,13 @@ fn import_on_expiration_fixed_schedule_uses_the_event_window() {
     assert_eq!(
         rows(&tr),
         vec![
-            row(Expired, "1", "2023-03-03 08:00:00", Some("2023-04-01 00:00:00"), None),
+            row(
+                Expired,
+                "1",
+                "2023-03-03 08:00:00",
+                Some("2023-04-01 00:00:00"),
+                None
+            ),
             row(
                 Completed,
                 "6",
@@ -280,7 +334,13 @@ fn import_no_recurrence_and_on_completion_fixed_schedule() {
     assert_rejected(&r[1], Reason::OutsideSchedule);
     assert_eq!(
         rows(&tr),
-        vec![row(Expired, "1", "2023-10-18 10:20:00", Some("2023-11-10 00:00:00"), None)]
+        vec![row(
+            Expired,
+            "1",
+            "2023-10-18 10:20:00",
+            Some("2023-11-10 00:00:00"),
+            None
+        )]
     );
 
     let fx = Fx::new(fixed(
@@ -299,7 +359,13 @@ fn import_no_recurrence_and_on_completion_fixed_schedule() {
     assert_eq!(
         rows(&tr),
         vec![
-            row(Expired, "1", "2023-01-20 00:00:00", Some("2023-02-01 00:00:00"), None),
+            row(
+                Expired,
+                "1",
+                "2023-01-20 00:00:00",
+                Some("2023-02-01 00:00:00"),
+                None
+            ),
             row(
                 Completed,
                 "2",
@@ -315,7 +381,12 @@ fn import_no_recurrence_and_on_completion_fixed_schedule() {
 fn an_offline_till_counts_for_the_week_it_sold_in() {
     // Live traffic, then a till syncs Saturday's sales on Monday: they land
     // in last week's iteration, which was still current.
-    let fx = Fx::new(fixed("3", Some("1W"), OnExpiration, ts("2023-10-02 00:00:00")));
+    let fx = Fx::new(fixed(
+        "3",
+        Some("1W"),
+        OnExpiration,
+        ts("2023-10-02 00:00:00"),
+    ));
     let mut tr = PairTracker::new(1);
     assert_applied(&fx.add(&mut tr, ts("2023-10-05 10:00:00"), "1"));
     let monday = ts("2023-10-09 09:00:00");
@@ -341,12 +412,24 @@ fn out_of_order_within_a_pair_is_late() {
     import(&fx, &mut tr, &[("2023-01-10 00:00:00", "1")]);
     let before = tr.clone();
     // Before the current iteration's start: it cannot land anywhere.
-    let r = fx.apply(&mut tr, arrival(), "1", Some(ts("2023-01-09 23:59:59")), None);
+    let r = fx.apply(
+        &mut tr,
+        arrival(),
+        "1",
+        Some(ts("2023-01-09 23:59:59")),
+        None,
+    );
     assert_rejected(&r, Reason::Late);
     assert_eq!(tr, before);
     // Once a later iteration opened, the earlier one is closed too.
     import(&fx, &mut tr, &[("2023-02-01 00:00:00", "1")]);
-    let r = fx.apply(&mut tr, arrival(), "1", Some(ts("2023-01-12 00:00:00")), None);
+    let r = fx.apply(
+        &mut tr,
+        arrival(),
+        "1",
+        Some(ts("2023-01-12 00:00:00")),
+        None,
+    );
     assert_rejected(&r, Reason::Late);
 }
 
@@ -360,9 +443,21 @@ fn on_completion_iteration_is_closed_at_its_completion() {
         &[("2023-01-02 10:00:00", "1"), ("2023-01-04 10:00:00", "1")],
     );
     assert_eq!(cur(&tr).status, Completed);
-    let r = fx.apply(&mut tr, arrival(), "1", Some(ts("2023-01-03 10:00:00")), None);
+    let r = fx.apply(
+        &mut tr,
+        arrival(),
+        "1",
+        Some(ts("2023-01-03 10:00:00")),
+        None,
+    );
     assert_rejected(&r, Reason::Late);
-    let r = fx.apply(&mut tr, arrival(), "1", Some(ts("2023-01-04 10:00:00")), None);
+    let r = fx.apply(
+        &mut tr,
+        arrival(),
+        "1",
+        Some(ts("2023-01-04 10:00:00")),
+        None,
+    );
     assert_applied(&r);
 }
 
@@ -492,7 +587,13 @@ fn the_bound_may_change_once_customers_have_progress() {
         allowed_lateness_secs: Some(None),
         ..AchievementPatch::default()
     };
-    assert_eq!(a.patched(&clear, locked).unwrap().rules.allowed_lateness_secs, None);
+    assert_eq!(
+        a.patched(&clear, locked)
+            .unwrap()
+            .rules
+            .allowed_lateness_secs,
+        None
+    );
     // Absent from the patch: unchanged.
     let untouched = a.patched(&AchievementPatch::default(), locked).unwrap();
     assert_eq!(untouched.rules.allowed_lateness_secs, Some(60));
