@@ -77,6 +77,8 @@ pub struct Stats {
     pub expiries: AtomicU64,
     pub passivations: AtomicU64,
     pub overloaded: AtomicU64,
+    /// Pairs erased by `deleteCustomerData` (not counting replay).
+    pub erased: AtomicU64,
 }
 
 impl Stats {
@@ -97,6 +99,9 @@ impl Stats {
     }
     fn count_expiry(&self) {
         self.expiries.fetch_add(1, Ordering::Relaxed);
+    }
+    fn count_erased(&self) {
+        self.erased.fetch_add(1, Ordering::Relaxed);
     }
     fn count_passivation(&self) {
         self.passivations.fetch_add(1, Ordering::Relaxed);

@@ -226,6 +226,9 @@ impl Shard {
                 cell.last_lsn.set(l);
             }
             self.shared.stats.pair_removed(self.index);
+            if lsn.is_none() {
+                self.shared.stats.count_erased();
+            }
             erased.push(*a);
         }
         erased

@@ -63,6 +63,7 @@ pub struct Metrics {
     passivations: IntCounter,
     panics: IntCounter,
     expiries: IntCounter,
+    erased: IntCounter,
     overloaded: IntCounter,
     queue_depth: IntGaugeVec,
     queue_capacity: IntGauge,
@@ -185,6 +186,10 @@ impl Metrics {
             expiries: int_counter(
                 "achv_expiries_total",
                 "In-progress iterations that expired when their period ended",
+            ),
+            erased: int_counter(
+                "achv_erased_pairs_total",
+                "Pairs erased with their customer's data (deleteCustomerData)",
             ),
             overloaded: int_counter(
                 "achv_overloaded_total",
@@ -352,6 +357,7 @@ impl Metrics {
         );
         set_int_counter(&self.panics, stats.panics.load(Ordering::Relaxed));
         set_int_counter(&self.expiries, stats.expiries.load(Ordering::Relaxed));
+        set_int_counter(&self.erased, stats.erased.load(Ordering::Relaxed));
         set_int_counter(&self.overloaded, stats.overloaded.load(Ordering::Relaxed));
         for (i, depth) in engine.shared().inflight().into_iter().enumerate() {
             self.queue_depth

@@ -99,6 +99,11 @@ async fn an_erased_customer_is_gone_from_every_read_of_that_application() {
     assert!(!export.text.contains("jane"), "{}", export.text);
     assert_eq!(export.text.lines().count(), 2, "{}", export.text);
 
+    let metrics = app.raw("GET", "/metrics", Auth::None, None).await.text;
+    assert!(metrics.contains("achv_erased_pairs_total 2"), "{metrics}");
+    // jane's pair in app 2 and joe's remain.
+    assert!(metrics.contains("achv_pairs 2"), "{metrics}");
+
     // Other customers and other applications are untouched.
     assert_eq!(app.progress(&key1, "joe", w1).await, Some(json!(1)));
     assert_eq!(app.progress(&key2, "jane", w2).await, Some(json!(4)));
