@@ -185,53 +185,66 @@ impl Shard {
         actor
     }
 
-    /// Empties a customer's pairs in some achievements, in place: slots stay
-    /// (an active actor keeps its cell, a snapshot in progress keeps its
-    /// positions) and are dropped at the next snapshot. In replay (`lsn`) a
-    /// pair changed after the erasure is left alone. Returns the achievements
-    /// whose pair was erased.
-    fn erase(
-        &mut self,
+    /// The achievements among `achievements` in which the customer has a pair
+    /// with progress; in replay (`after`), only pairs last changed before
+    /// that log position (a pair changed after the erasure is a new one).
+    fn erasable(
+        &self,
         customer: &CustomerId,
         achievements: &[AchievementId],
-        lsn: Option<u64>,
+        after: Option<u64>,
     ) -> Vec<AchievementId> {
         let mut key = PairKey {
             achievement: AchievementId(0),
             customer: customer.clone(),
         };
-        let mut erased = Vec::new();
+        achievements
+            .iter()
+            .copied()
+            .filter(|a| {
+                key.achievement = *a;
+                self.pairs.get(&key).is_some_and(|slot| {
+                    after.is_none_or(|l| slot.cell.last_lsn.get() < l)
+                        && slot.cell.tracker.borrow().has_progress()
+                })
+            })
+            .collect()
+    }
+
+    /// Empties a customer's pairs (from `erasable`) in place: slots stay (an
+    /// active actor keeps its cell, a snapshot in progress keeps its
+    /// positions) and are dropped when the next snapshot starts. `lsn` is the
+    /// erasure's log position (0 without a log).
+    fn erase(
+        &mut self,
+        customer: &CustomerId,
+        achievements: &[AchievementId],
+        lsn: u64,
+        live: bool,
+    ) {
+        let mut key = PairKey {
+            achievement: AchievementId(0),
+            customer: customer.clone(),
+        };
         for a in achievements {
             key.achievement = *a;
             let Some(slot) = self.pairs.get(&key) else {
                 continue;
             };
-            let cell = &slot.cell;
-            if lsn.is_some_and(|l| cell.last_lsn.get() >= l) {
-                continue;
-            }
-            if !cell.tracker.borrow().has_progress() {
-                continue;
-            }
             // Live, the next progress starts a pair with a new number (new
-            // progress tracker ids); replay takes the number from the record.
-            let number = if lsn.is_some() {
-                0
-            } else {
-                self.shared.next_pair_number()
-            };
-            *cell.tracker.borrow_mut() = PairTracker::new(number);
-            cell.armed.set(None);
-            if let Some(l) = lsn {
-                cell.last_lsn.set(l);
-            }
-            self.shared.stats.pair_removed(self.index);
-            if lsn.is_none() {
+            // progress tracker ids); replay takes the number from the record
+            // of that progress.
+            let number = if live {
                 self.shared.stats.count_erased();
-            }
-            erased.push(*a);
+                self.shared.next_pair_number()
+            } else {
+                0
+            };
+            *slot.cell.tracker.borrow_mut() = PairTracker::new(number);
+            slot.cell.armed.set(None);
+            slot.cell.last_lsn.set(lsn);
+            self.shared.stats.pair_removed(self.index);
         }
-        erased
     }
 
     /// Files the timers of passive pairs again after positions moved.
@@ -548,29 +561,20 @@ impl Handler<EraseCustomer> for Shard {
 
     fn handle(&mut self, msg: EraseCustomer, _: &mut Self::Context) -> Self::Result {
         self.log.check_writable()?;
-        let erased = self.erase(&msg.customer, &msg.achievements, None);
-        if erased.is_empty() {
+        let erasable = self.erasable(&msg.customer, &msg.achievements, None);
+        if erasable.is_empty() {
             return Ok((0, None));
         }
+        // Nothing changes before the record is made.
         let record = self.log.record_erasure(&EraseV2::from(&Erasure {
             application: msg.application,
             customer: msg.customer.clone(),
-            achievements: erased.clone(),
+            achievements: erasable.clone(),
         }))?;
-        if let Some((lsn, _)) = &record {
-            let mut key = PairKey {
-                achievement: AchievementId(0),
-                customer: msg.customer,
-            };
-            for a in &erased {
-                key.achievement = *a;
-                if let Some(slot) = self.pairs.get(&key) {
-                    slot.cell.last_lsn.set(*lsn);
-                }
-            }
-        }
+        let lsn = record.as_ref().map_or(0, |(lsn, _)| *lsn);
+        self.erase(&msg.customer, &erasable, lsn, true);
         let durable = self.log.append(record.into_iter().collect())?;
-        Ok((erased.len(), durable))
+        Ok((erasable.len(), durable))
     }
 }
 
@@ -732,7 +736,9 @@ impl Handler<Replay> for Shard {
             let (record, entry) = match record {
                 ReplayRecord::Pair(record, entry) => (record, entry),
                 ReplayRecord::Erase(erasure) => {
-                    self.erase(&erasure.customer, &erasure.achievements, Some(lsn));
+                    let erasable =
+                        self.erasable(&erasure.customer, &erasure.achievements, Some(lsn));
+                    self.erase(&erasure.customer, &erasable, lsn, false);
                     applied += 1;
                     continue;
                 }
