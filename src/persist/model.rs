@@ -614,21 +614,7 @@ impl CatalogRecordV1 {
 
 impl CatalogV1 {
     pub fn to_state(&self) -> Result<CatalogState, ModelError> {
-        let mut state = CatalogState::default();
-        for a in &self.applications {
-            state.apply(&CatalogRecord::PutApplication(a.to_application()?));
-        }
-        for k in &self.api_keys {
-            state.apply(&k.to_record()?);
-        }
-        for c in &self.campaigns {
-            state.apply(&CatalogRecord::PutCampaign(c.to_campaign()?));
-        }
-        for (a, has_progress) in &self.achievements {
-            state.insert_achievement(a.to_achievement()?, *has_progress);
-        }
-        state.next_id = state.next_id.max(self.next_id);
-        Ok(state)
+        CatalogV2::from(self.clone()).to_state()
     }
 }
 

@@ -219,9 +219,15 @@ fn days(n: i64) -> Duration {
 
 // ------------------------------------------------------ SPEC §4 worked examples
 
-#[test]
-fn spec_worked_examples() {
-    let rows: [(RecurrencePolicy, Option<&str>, &str, &str, &str); 7] = [
+/// SPEC §4's rows: (recurrence, fixed start, period, first progress, endDate).
+fn spec_rows() -> [(
+    RecurrencePolicy,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    &'static str,
+); 7] {
+    [
         (
             NoRecurrence,
             None,
@@ -271,7 +277,12 @@ fn spec_worked_examples() {
             "2023-08-12 14:15:02",
             "2025-01-01 00:00:00",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn spec_worked_examples() {
+    let rows = spec_rows();
     for (recurrence, anchor, period, first, end) in rows {
         let rules = match anchor {
             None => user("10", Some(period), recurrence),

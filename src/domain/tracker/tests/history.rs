@@ -75,57 +75,7 @@ fn bounded(mut rules: AchievementRules, secs: u64) -> AchievementRules {
 #[test]
 fn spec_worked_examples_imported_years_later() {
     // SPEC §4's rows, each event arriving in 2026: the same dates as live.
-    let rows_: [(RecurrencePolicy, Option<&str>, &str, &str, &str); 7] = [
-        (
-            NoRecurrence,
-            None,
-            "1D",
-            "2023-10-10 09:30:45",
-            "2023-10-11 09:30:45",
-        ),
-        (
-            NoRecurrence,
-            None,
-            "1W",
-            "2023-10-10 09:30:45",
-            "2023-10-17 09:30:45",
-        ),
-        (
-            NoRecurrence,
-            None,
-            "1M",
-            "2023-10-10 09:30:45",
-            "2023-11-10 09:30:45",
-        ),
-        (
-            NoRecurrence,
-            None,
-            "1Y",
-            "2023-10-10 09:30:45",
-            "2024-10-10 09:30:45",
-        ),
-        (
-            NoRecurrence,
-            Some("2023-10-10 00:00:00"),
-            "1M",
-            "2023-10-18 10:20:00",
-            "2023-11-10 00:00:00",
-        ),
-        (
-            OnExpiration,
-            None,
-            "3M_U",
-            "2023-10-10 09:30:45",
-            "2024-01-31 23:59:59",
-        ),
-        (
-            OnExpiration,
-            Some("2023-01-01 00:00:00"),
-            "2Y",
-            "2023-08-12 14:15:02",
-            "2025-01-01 00:00:00",
-        ),
-    ];
+    let rows_ = spec_rows();
     for (recurrence, anchor, period, first, end) in rows_ {
         let rules = match anchor {
             None => user("10", Some(period), recurrence),
