@@ -16,6 +16,7 @@ pub mod pair;
 pub mod shard;
 #[doc(hidden)]
 pub mod testing;
+pub mod timers;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use shard::{
     DropAchievement, EraseCustomer, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard,
 };
 
-use crate::clock;
+use crate::clock::Clock;
 use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId, CustomerId,
     EventId, EventResult, Increase, Iteration, Limits,
@@ -54,6 +55,9 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// How long an active pair actor may sit idle before it is passivated.
     pub idle_after: Duration,
+    /// Where the engine reads "now" (the system clock, or a manual one in
+    /// tests).
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             queue_capacity: 65_536,
             idle_after: Duration::from_secs(30),
+            clock: Clock::system(),
         }
     }
 }
@@ -97,8 +102,8 @@ impl Stats {
     fn count_panic(&self) {
         self.panics.fetch_add(1, Ordering::Relaxed);
     }
-    fn count_expiry(&self) {
-        self.expiries.fetch_add(1, Ordering::Relaxed);
+    fn count_expiries(&self, n: u64) {
+        self.expiries.fetch_add(n, Ordering::Relaxed);
     }
     fn count_erased(&self) {
         self.erased.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +116,7 @@ impl Stats {
 /// State shared by the engine facade, its shards and pair actors.
 pub struct Shared {
     pub limits: Limits,
+    pub clock: Clock,
     pub routes: DashMap<PairKey, Addr<PairActor>, ahash::RandomState>,
     pub stats: Stats,
     pub idle_after: Duration,
@@ -196,6 +202,7 @@ impl Engine {
         let n = config.shards.max(1);
         let shared = Arc::new(Shared {
             limits: config.limits,
+            clock: config.clock,
             routes: DashMap::default(),
             stats: Stats::default(),
             idle_after: config.idle_after,
@@ -284,7 +291,7 @@ impl Engine {
         timezone: chrono_tz::Tz,
         description: String,
     ) -> Result<Application, EngineError> {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         self.commit(|c| {
             let r = c.plan_create_application(name, timezone, description, now)?;
             let CatalogRecord::PutApplication(app) = &r else {
@@ -301,7 +308,7 @@ impl Engine {
         app: ApplicationId,
         name: String,
     ) -> Result<(ApiKeyInfo, String), EngineError> {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         self.commit(|c| {
             let (r, secret) = c.plan_create_api_key(app, name, now)?;
             let CatalogRecord::PutApiKey { info, .. } = &r else {
@@ -318,7 +325,7 @@ impl Engine {
         app: ApplicationId,
         patch: CampaignPatch,
     ) -> Result<Campaign, EngineError> {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         self.commit(|c| {
             let r = c.plan_create_campaign(app, patch, now)?;
             let CatalogRecord::PutCampaign(campaign) = &r else {
@@ -353,7 +360,7 @@ impl Engine {
         campaign: CampaignId,
         draft: AchievementDraft,
     ) -> Result<Arc<AchievementEntry>, EngineError> {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         let id = self
             .commit(|c| {
                 let r = c.plan_create_achievement(app, campaign, draft, now)?;
@@ -374,7 +381,7 @@ impl Engine {
         id: AchievementId,
         patch: &AchievementPatch,
     ) -> Result<Arc<AchievementEntry>, EngineError> {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         self.commit(|c| {
             Ok((
                 c.plan_update_achievement(app, campaign, id, patch, now)?,
@@ -396,6 +403,16 @@ impl Engine {
             .commit(|c| c.plan_delete_achievement(app, campaign, id))
             .await?;
         self.drop_pairs(entry).await
+    }
+
+    /// "Now", as the engine sees it.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.shared.clock.now()
+    }
+
+    /// The engine's clock (manual in tests).
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
     }
 
     pub fn stats(&self) -> &Stats {

@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
 use super::shard::{Deactivated, Shard};
+use super::timers::Timers;
 use super::Shared;
-use crate::clock;
 use crate::domain::{
     AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, Outcome, PairTracker,
 };
@@ -348,14 +348,15 @@ pub fn apply_op(
     }
 }
 
-/// The actor of an active pair.
+/// The actor of an active pair: serves its messages without going through
+/// the shard. Its period timer lives with the shard's (`Timers`).
 pub struct PairActor {
     key: PairKey,
     cell: Rc<PairCell>,
     shared: Arc<Shared>,
     log: Rc<ShardLog>,
+    timers: Rc<RefCell<Timers>>,
     shard: Addr<Shard>,
-    timer: Option<(DateTime<Utc>, SpawnHandle)>,
 }
 
 impl PairActor {
@@ -364,6 +365,7 @@ impl PairActor {
         cell: Rc<PairCell>,
         shared: Arc<Shared>,
         log: Rc<ShardLog>,
+        timers: Rc<RefCell<Timers>>,
         shard: Addr<Shard>,
     ) -> Self {
         PairActor {
@@ -371,30 +373,8 @@ impl PairActor {
             cell,
             shared,
             log,
+            timers,
             shard,
-            timer: None,
-        }
-    }
-
-    /// Keeps one timer armed at the current iteration's end.
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let deadline = self.cell.tracker.borrow().next_deadline();
-        if self.timer.as_ref().map(|t| t.0) == deadline {
-            return;
-        }
-        if let Some((_, handle)) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        if let Some(at) = deadline {
-            let wait = (at - clock::now()).to_std().unwrap_or_default();
-            let handle = ctx.run_later(wait, |act, ctx| {
-                act.timer = None;
-                if act.cell.tracker.borrow_mut().tick(clock::now()) {
-                    act.shared.stats.count_expiry();
-                }
-                act.arm_timer(ctx);
-            });
-            self.timer = Some((at, handle));
         }
     }
 }
@@ -402,13 +382,9 @@ impl PairActor {
 impl Actor for PairActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
         // Counted by the shard when it starts the actor (so the count is
         // right as soon as the activating message is answered).
-        self.arm_timer(ctx);
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shared.stats.actor_stopped();
     }
 }
@@ -422,7 +398,7 @@ impl Handler<PairOp> for PairActor {
             op.as_ref(),
             &self.shared,
             &self.log,
-            clock::now(),
+            self.shared.clock.now(),
         );
         if matches!(outcome, Err(EngineError::Internal(_))) {
             // Restart from the last state: the shard drops this actor and
@@ -432,7 +408,7 @@ impl Handler<PairOp> for PairActor {
             });
             ctx.stop();
         } else {
-            self.arm_timer(ctx);
+            self.timers.borrow_mut().arm(&self.cell);
         }
         respond(outcome, &self.log)
     }

@@ -7,7 +7,8 @@
 //! shards may share an actix arbiter; every pair of a customer lives in the
 //! same shard.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +23,8 @@ use super::pair::{
     apply_op, respond, run_op, OpKind, OpRef, PairActor, PairCell, PairKey, PairOp, Passivate,
     Pending, ShardLog, StepOutcome,
 };
+use super::timers::Timers;
 use super::Shared;
-use crate::clock;
 use crate::domain::tracker::TrackerParts;
 use crate::domain::{
     AchievementId, ApplicationId, CustomerId, EventResult, Iteration, PairTracker, Reason,
@@ -34,16 +35,6 @@ use crate::persist::wal::{Durable, Wal};
 
 /// How often the shard fires due timers and looks for idle actors.
 const TICK: Duration = Duration::from_millis(500);
-/// The whole second at or after an instant: a timer filed there never fires
-/// before the period ends.
-fn timer_second(t: DateTime<Utc>) -> i64 {
-    let s = t.timestamp();
-    if t.timestamp_subsec_nanos() > 0 {
-        s + 1
-    } else {
-        s
-    }
-}
 
 /// A pair gets an actor when a message follows its previous one this soon.
 const ACTIVATE_WITHIN: Duration = Duration::from_secs(1);
@@ -61,11 +52,8 @@ pub struct Shard {
     index: usize,
     pairs: IndexMap<PairKey, Slot, Hasher>,
     active: HashSet<PairKey, Hasher>,
-    /// Period ends of passive pairs, by the whole second at or after the
-    /// end, as positions in `pairs` (4 bytes a pair). A position that moved
-    /// to another pair is harmless: ticking a pair at any time only makes
-    /// visible what time already decided, and `armed` filters most.
-    timers: BTreeMap<i64, Vec<u32>>,
+    /// Period ends of every pair of the shard, active or passive.
+    timers: Rc<RefCell<Timers>>,
     log: Rc<ShardLog>,
     /// Bumped when pairs are removed, which moves positions in `pairs` and so
     /// invalidates a snapshot walking them.
@@ -79,7 +67,7 @@ impl Shard {
             index,
             pairs: IndexMap::default(),
             active: HashSet::default(),
-            timers: BTreeMap::new(),
+            timers: Rc::default(),
             log: ShardLog::new(),
             removals: 0,
             shared,
@@ -111,10 +99,7 @@ impl Shard {
         let Some((_, slot)) = self.pairs.get_index(index) else {
             return;
         };
-        let (keep, deadline) = {
-            let tracker = slot.cell.tracker.borrow();
-            (tracker.has_progress(), tracker.next_deadline())
-        };
+        let keep = slot.cell.tracker.borrow().has_progress();
         if created && !keep {
             // The new slot is the last one, so removing it moves nothing.
             self.pairs.swap_remove_index(index);
@@ -123,13 +108,7 @@ impl Shard {
         if was_empty && keep {
             self.shared.stats.pair_added(self.index);
         }
-        let second = deadline.map(timer_second);
-        if slot.actor.is_none() && second.is_some() && slot.cell.armed.get() != second {
-            slot.cell.armed.set(second);
-            if let Some(at) = second {
-                self.timers.entry(at).or_default().push(index as u32);
-            }
-        }
+        self.timers.borrow_mut().arm(&slot.cell);
     }
 
     /// Runs an operation on a pair in this shard's thread. Returns the
@@ -163,6 +142,7 @@ impl Shard {
             slot.cell.clone(),
             self.shared.clone(),
             self.log.clone(),
+            self.timers.clone(),
             ctx.address(),
         )
         .start();
@@ -175,14 +155,7 @@ impl Shard {
     fn deactivate(&mut self, key: &PairKey) -> Option<Addr<PairActor>> {
         self.active.remove(key);
         self.shared.routes.remove(key);
-        let slot = self.pairs.get_mut(key)?;
-        let actor = slot.actor.take();
-        let second = slot.cell.tracker.borrow().next_deadline().map(timer_second);
-        slot.cell.armed.set(second);
-        if let (Some(at), Some(index)) = (second, self.pairs.get_index_of(key)) {
-            self.timers.entry(at).or_default().push(index as u32);
-        }
-        actor
+        self.pairs.get_mut(key)?.actor.take()
     }
 
     /// The achievements among `achievements` in which the customer has a pair
@@ -241,21 +214,10 @@ impl Shard {
                 0
             };
             *slot.cell.tracker.borrow_mut() = PairTracker::new(number);
+            // Its timer entry, if any, is now stale.
             slot.cell.armed.set(None);
             slot.cell.last_lsn.set(lsn);
             self.shared.stats.pair_removed(self.index);
-        }
-    }
-
-    /// Files the timers of passive pairs again after positions moved.
-    fn refile_timers(&mut self) {
-        self.timers.clear();
-        for (index, slot) in self.pairs.values().enumerate() {
-            let second = slot.cell.tracker.borrow().next_deadline().map(timer_second);
-            slot.cell.armed.set(second);
-            if let (Some(at), None) = (second, &slot.actor) {
-                self.timers.entry(at).or_default().push(index as u32);
-            }
         }
     }
 
@@ -267,35 +229,12 @@ impl Shard {
             .retain(|_, s| s.actor.is_some() || s.cell.tracker.borrow().has_progress());
         if self.pairs.len() != before {
             self.removals += 1;
-            self.refile_timers();
         }
     }
 
     fn on_tick(&mut self) {
-        let now = clock::now();
-        let now_second = now.timestamp();
-        while self
-            .timers
-            .first_key_value()
-            .is_some_and(|(second, _)| *second <= now_second)
-        {
-            let Some((second, keys)) = self.timers.pop_first() else {
-                break;
-            };
-            for index in keys {
-                let Some((_, slot)) = self.pairs.get_index(index as usize) else {
-                    continue;
-                };
-                // Stale entries (re-armed since, or now active) are skipped.
-                if slot.actor.is_some() || slot.cell.armed.get() != Some(second) {
-                    continue;
-                }
-                slot.cell.armed.set(None);
-                if slot.cell.tracker.borrow_mut().tick(now) {
-                    self.shared.stats.count_expiry();
-                }
-            }
-        }
+        let expired = self.timers.borrow_mut().fire(self.shared.clock.now());
+        self.shared.stats.count_expiries(expired);
         let idle_after = self.shared.idle_after;
         let idle: Vec<PairKey> = self
             .active
@@ -339,7 +278,7 @@ impl Handler<PairOp> for Shard {
             .pairs
             .get(&op.key)
             .is_some_and(|s| s.cell.last_active.get().elapsed() < ACTIVATE_WITHIN);
-        let (index, outcome) = self.run_inline(op.as_ref(), clock::now());
+        let (index, outcome) = self.run_inline(op.as_ref(), self.shared.clock.now());
         if matches!(outcome, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&op.key) {
                 actor.do_send(Passivate);
@@ -372,7 +311,7 @@ impl Handler<PairBatch> for Shard {
         let mut records = Vec::new();
         let mut wait = 0;
         // One arrival time for the whole batch (it arrived at once).
-        let now = clock::now();
+        let now = self.shared.clock.now();
         let results: Vec<_> = batch
             .ops
             .iter()
@@ -425,7 +364,7 @@ impl Handler<ReadCustomer> for Shard {
     type Result = MessageResult<ReadCustomer>;
 
     fn handle(&mut self, msg: ReadCustomer, _: &mut Self::Context) -> Self::Result {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         let mut key = PairKey {
             achievement: AchievementId(0),
             customer: msg.customer,
@@ -485,7 +424,7 @@ impl Handler<ExportRows> for Shard {
     type Result = MessageResult<ExportRows>;
 
     fn handle(&mut self, msg: ExportRows, _: &mut Self::Context) -> Self::Result {
-        let now = clock::now();
+        let now = self.shared.clock.now();
         MessageResult(
             msg.customers
                 .into_iter()
@@ -536,8 +475,6 @@ impl Handler<DropAchievement> for Shard {
         if !doomed.is_empty() {
             self.pairs.retain(|k, _| k.achievement != id);
             self.removals += 1;
-            // Positions moved: file the passive timers again.
-            self.refile_timers();
         }
         removed
     }
@@ -698,12 +635,7 @@ impl Handler<LoadPairs> for Shard {
         for (key, parts, last_lsn) in msg.pairs {
             let cell = PairCell::new(PairTracker::from_parts(parts));
             cell.last_lsn.set(last_lsn);
-            let second = cell.tracker.borrow().next_deadline().map(timer_second);
-            cell.armed.set(second);
-            let index = self.pairs.get_index_of(&key).unwrap_or(self.pairs.len());
-            if let Some(at) = second {
-                self.timers.entry(at).or_default().push(index as u32);
-            }
+            self.timers.borrow_mut().arm(&cell);
             if self.pairs.insert(key, Slot { cell, actor: None }).is_none() {
                 self.shared.stats.pair_added(self.index);
             }

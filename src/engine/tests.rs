@@ -210,3 +210,95 @@ async fn deleting_an_achievement_removes_its_pairs() {
     assert_eq!(removed, 10);
     assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 0);
 }
+
+/// Waits (real time, the shard ticks twice a second) until `expiries`
+/// reaches `n`; false if it does not within 3 s.
+async fn expiries_reach(engine: &Engine, n: u64) -> bool {
+    for _ in 0..30 {
+        if engine.stats().expiries.load(Ordering::Relaxed) >= n {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[actix_rt::test]
+async fn timers_expire_active_and_passive_pairs_on_time_with_a_moved_clock() {
+    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
+    let clock = Clock::manual(start);
+    let (engine, entry) = engine(EngineConfig {
+        shards: 1,
+        clock: clock.clone(),
+        ..EngineConfig::default()
+    })
+    .await;
+    // "hot" gets an actor (events less than a second apart); "cold" does not.
+    for i in 0..3 {
+        engine
+            .increase(input(&entry, "hot", Some(&format!("h{i}"))))
+            .await
+            .expect("applied");
+    }
+    engine
+        .increase(input(&entry, "cold", None))
+        .await
+        .expect("applied");
+    assert_eq!(engine.stats().actors.load(Ordering::Relaxed), 1);
+    // Nothing is due before the period (1D) ends...
+    clock.advance(chrono::Duration::hours(23));
+    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(engine.stats().expiries.load(Ordering::Relaxed), 0);
+    // ...and both expire once it has, with no event.
+    clock.advance(chrono::Duration::hours(1));
+    assert!(expiries_reach(&engine, 2).await, "{:?}", engine.stats());
+}
+
+#[actix_rt::test]
+async fn a_batch_that_changes_an_active_pair_moves_its_timer() {
+    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
+    let clock = Clock::manual(start);
+    let engine = Engine::start(
+        EngineConfig {
+            shards: 1,
+            clock: clock.clone(),
+            ..EngineConfig::default()
+        },
+        Catalog::default(),
+    );
+    let entry = testing::one_achievement(
+        &engine,
+        AchievementDraft {
+            name: "laps".into(),
+            title: "Laps".into(),
+            target: Decimal::from(2),
+            period: Some("1h".into()),
+            recurrence_policy: RecurrencePolicy::OnCompletion,
+            ..AchievementDraft::default()
+        },
+    )
+    .await;
+    for i in 0..2 {
+        engine
+            .increase(input(&entry, "c", Some(&format!("a{i}"))))
+            .await
+            .expect("applied");
+    }
+    assert_eq!(engine.stats().actors.load(Ordering::Relaxed), 1);
+    // The first iteration completed (no deadline). Half an hour later a
+    // batch, served by the shard, opens a second one ending at +1h30.
+    clock.advance(chrono::Duration::minutes(30));
+    let answers = engine
+        .increase_batch(vec![input(&entry, "c", Some("b"))])
+        .await
+        .expect("batch");
+    assert_eq!(
+        answers[0].as_ref().expect("applied").outcome,
+        Outcome::Applied
+    );
+    clock.advance(chrono::Duration::minutes(59));
+    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(engine.stats().expiries.load(Ordering::Relaxed), 0);
+    clock.advance(chrono::Duration::minutes(2));
+    assert!(expiries_reach(&engine, 1).await, "{:?}", engine.stats());
+}

@@ -14,7 +14,6 @@ use super::error::ApiError;
 use super::json::{parse_body, Num, Query, Time, BATCH_BODY_LIMIT, BODY_LIMIT};
 use super::metrics::EventKind;
 use super::AppState;
-use crate::clock;
 use crate::domain::achievement::check_amount;
 use crate::domain::{
     AchievementId, ApplicationId, CustomerId, DefinitionStatus, EventId, EventResult, Increase,
@@ -383,7 +382,7 @@ async fn customer_achievements(
             ))
         }
     };
-    let now = clock::now();
+    let now = state.engine.now();
     let entries: Vec<_> = state
         .engine
         .catalog

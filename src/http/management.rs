@@ -15,7 +15,6 @@ use super::dto::{
 use super::error::ApiError;
 use super::json::{self, nullable, parse_body, path_id, Num, Query, Seconds, Time, BODY_LIMIT};
 use super::AppState;
-use crate::clock;
 use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ActivationPolicy, ApplicationId, CampaignId,
     CustomerId, RecurrencePolicy,
@@ -338,7 +337,7 @@ async fn create_achievement(
         .engine
         .create_achievement(app, campaign, draft)
         .await?;
-    let now = clock::now();
+    let now = state.engine.now();
     tracing::info!(application = %app, achievement = %entry.achievement.id, "achievement created");
     Ok(HttpResponse::Created().json(AchievementDto::new(&entry, now)))
 }
@@ -355,7 +354,7 @@ async fn list_achievements(
         .engine
         .catalog
         .achievements_of_campaign(app_id(&req)?, campaign_id(&req)?)?;
-    let now = clock::now();
+    let now = state.engine.now();
     let matching: Vec<AchievementDto> = entries
         .iter()
         .filter(|e| {
@@ -382,7 +381,7 @@ async fn get_achievement(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let entry = entry_of(&state, &req)?;
-    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, clock::now())))
+    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, state.engine.now())))
 }
 
 #[derive(Deserialize)]
@@ -441,7 +440,7 @@ async fn update_achievement(
         .engine
         .update_achievement(app, campaign, id, &patch)
         .await?;
-    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, clock::now())))
+    Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, state.engine.now())))
 }
 
 async fn delete_achievement(

@@ -337,7 +337,7 @@ impl Metrics {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.collect_engine(engine);
         if let Some(store) = store {
-            self.collect_store(store);
+            self.collect_store(store, engine.now());
         }
         let mut out = Vec::new();
         TextEncoder::new()
@@ -368,7 +368,7 @@ impl Metrics {
             .set(engine.shared().queue_capacity as i64);
     }
 
-    fn collect_store(&self, store: &Store) {
+    fn collect_store(&self, store: &Store, now: chrono::DateTime<chrono::Utc>) {
         for (name, wal) in store.named_wals() {
             let s = &wal.stats;
             let labels = [name.as_str()];
@@ -396,7 +396,6 @@ impl Metrics {
         set_int_counter(&self.snapshots, taken);
         set_int_counter(&self.snapshot_failures, failed);
         if let Some(last) = store.last_snapshot() {
-            let now = crate::clock::now();
             let age = (now - last.created).num_milliseconds().max(0) as f64 / 1e3;
             let created = last.created.timestamp_millis() as f64 / 1e3;
             set_gauge(&self.snapshot_age, age);

@@ -12,6 +12,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
 
 use super::AppState;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::engine::catalog::hash_key;
 use crate::engine::{keys, Catalog, Engine, EngineConfig};
@@ -34,7 +35,14 @@ pub struct Running {
 /// Prepares the data directory, the engine and the server (bound, not yet
 /// awaited), and starts the restore. Must be called inside an actix system.
 pub fn start(settings: &Settings) -> anyhow::Result<Running> {
+    start_with_clock(settings, Clock::system())
+}
+
+/// Like [`start`], with the engine reading "now" from `clock` (a manual
+/// clock lets tests move time instead of sleeping).
+pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Running> {
     let config = EngineConfig {
+        clock,
         shards: store::shard_count(&settings.data_dir, settings.worker_count()),
         arbiters: settings.worker_count(),
         queue_capacity: settings.queue_capacity as usize,

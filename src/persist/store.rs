@@ -22,7 +22,6 @@ use futures_executor::block_on;
 use super::model::{decode_catalog_record, decode_shard_record, PairV1, ShardRecord};
 use super::snapshot::{self, HeaderV1, SnapshotError, SnapshotWriter};
 use super::wal::{self, OnFailure, Wal};
-use crate::clock;
 use crate::domain::{AchievementId, CustomerId};
 use crate::engine::catalog::CatalogState;
 use crate::engine::pair::PairKey;
@@ -595,7 +594,7 @@ impl Store {
     fn write_snapshot(&self, engine: &Engine) -> Result<SnapshotInfo, StoreError> {
         let _one = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let created = clock::now();
+        let created = engine.now();
         let id = snapshot::list(&self.dir)?.last().map_or(1, |s| s.id + 1);
         let (catalog, catalog_lsn) = engine.catalog_at_position();
         let mut writer = SnapshotWriter::create(&self.dir, id, engine.shard_addrs().len())?;

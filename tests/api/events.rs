@@ -40,6 +40,7 @@ async fn an_event_opens_and_completes_an_iteration() {
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use achievements_engine::clock::Clock;
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, TimeZone, Utc};
 use serde_json::Value;
 
@@ -658,7 +659,8 @@ async fn future_and_late_timestamps_are_rejected() {
 
 #[actix_web::test]
 async fn one_time_achievements_refuse_progress_after_their_period() {
-    let app = spawn_app().await;
+    let clock = Clock::manual(now_s());
+    let app = spawn_app_with_clock(clock.clone(), |_| {}).await;
     let (application, key) = app.application("UTC").await;
     let campaign = app.campaign(application, json!({})).await;
     let a = app
@@ -683,7 +685,7 @@ async fn one_time_achievements_refuse_progress_after_their_period() {
         )
         .await,
     );
-    actix_rt::time::sleep(std::time::Duration::from_millis(2500)).await;
+    clock.advance(Duration::milliseconds(2500));
     let done = app
         .event(
             &key,
@@ -1937,7 +1939,8 @@ async fn history_filters_and_pages() {
 
 #[actix_web::test]
 async fn expiry_shows_without_any_further_event() {
-    let app = spawn_app().await;
+    let clock = Clock::manual(now_s());
+    let app = spawn_app_with_clock(clock.clone(), |_| {}).await;
     let (application, key) = app.application("UTC").await;
     let campaign = app.campaign(application, json!({})).await;
     let a = app
@@ -1966,7 +1969,18 @@ async fn expiry_shows_without_any_further_event() {
     let h = app.history(&key, "c", id, "").await;
     assert_eq!(h["data"][0]["status"], "inprogress", "{h}");
 
-    actix_rt::time::sleep(std::time::Duration::from_millis(2500)).await;
+    clock.advance(Duration::milliseconds(2500));
+    // The shard's timer records the expiry on its own (within a tick).
+    let mut fired = false;
+    for _ in 0..30 {
+        let m = app.raw("GET", "/metrics", Auth::None, None).await.text;
+        if m.contains("achv_expiries_total 1") {
+            fired = true;
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(fired, "no expiry recorded by the timer");
     let h = app.history(&key, "c", id, "").await;
     assert_eq!(h["totalResultSize"], 1, "{h}");
     assert_eq!(h["data"][0]["status"], "expired", "{h}");
@@ -2296,10 +2310,12 @@ async fn on_completion_rollbacks_and_late_events() {
 
 #[actix_web::test]
 async fn fixed_schedule_windows_follow_the_anchor() {
-    let app = spawn_app().await;
+    // Time stands still unless moved: windows are exact, nothing sleeps.
+    let anchor = Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap();
+    let clock = Clock::manual(anchor + Duration::seconds(13));
+    let app = spawn_app_with_clock(clock.clone(), |_| {}).await;
     let (application, key) = app.application("UTC").await;
     let campaign = app.campaign(application, json!({})).await;
-    let anchor = now_s() - Duration::seconds(10);
     let a = app
         .achievement(
             application,
@@ -2311,20 +2327,9 @@ async fn fixed_schedule_windows_follow_the_anchor() {
         .await;
     let id = id_of(&a);
     let period = Duration::seconds(4);
-    // The window containing now, waiting for the next one when less than
-    // 1.5 s of it is left (so the event surely lands before it closes).
-    let window_end = loop {
-        let now = Utc::now();
-        let k = (now - anchor).num_milliseconds() / period.num_milliseconds();
-        let end = anchor + period * (k as i32 + 1);
-        if end - now > Duration::milliseconds(1500) {
-            break end;
-        }
-        let pause = (end - now).num_milliseconds() as u64 + 10;
-        actix_rt::time::sleep(std::time::Duration::from_millis(pause)).await;
-    };
-    assert!(window_end - anchor >= period * 3, "anchor is 10 s back");
-    let t = now_s();
+    // Now is 13 s after the anchor: window 3, [12 s, 16 s).
+    let window_end = anchor + period * 4;
+    let t = clock.now();
     let r = applied(
         &app.event(
             &key,
@@ -2352,8 +2357,9 @@ async fn fixed_schedule_windows_follow_the_anchor() {
     );
     let h = app.history(&key, "d", id, "").await;
     assert_eq!(h["data"][0]["status"], "expired", "{h}");
-    let wait = (window_end - Utc::now()).num_milliseconds() + 300;
-    actix_rt::time::sleep(std::time::Duration::from_millis(wait.max(0) as u64)).await;
+    // Past the window's end: expired as of now, and the next event opens
+    // the window that contains it, computed from the anchor.
+    clock.set(window_end + Duration::seconds(5));
     let h = app.history(&key, "c", id, "").await;
     assert_eq!(h["data"][0]["status"], "expired", "{h}");
     let r = applied(
@@ -2363,16 +2369,9 @@ async fn fixed_schedule_windows_follow_the_anchor() {
         )
         .await,
     );
-    // The next window (or a later one if the machine is slow), from the anchor.
-    let end: DateTime<Utc> = r["effects"][0]["props"]["endDate"]
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("endDate: {r}"));
-    assert!(end > window_end, "{r}");
     assert_eq!(
-        (end - anchor).num_milliseconds() % period.num_milliseconds(),
-        0,
+        r["effects"][0]["props"]["endDate"],
+        rfc(anchor + period * 6),
         "{r}"
     );
     let h = app.history(&key, "c", id, "").await;

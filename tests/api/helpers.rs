@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use achievements_engine::clock::Clock;
 use achievements_engine::config::Settings;
-use achievements_engine::http::server::{start, Running};
+use achievements_engine::http::server::{start_with_clock, Running};
 use awc::Client;
 use serde_json::{json, Value};
 
@@ -77,6 +78,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server with adjusted settings.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(Clock::system(), adjust).await
+}
+
+/// Starts a server whose engine reads time from `clock`: a manual clock
+/// lets a test move time (expiry, lateness) instead of sleeping.
+pub async fn spawn_app_with_clock(clock: Clock, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = settings(dir.path());
     adjust(&mut settings);
@@ -86,7 +93,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         management_key,
         restored,
         ..
-    } = start(&settings).expect("server starts");
+    } = start_with_clock(&settings, clock).expect("server starts");
     actix_rt::spawn(server);
     restored
         .await

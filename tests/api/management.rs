@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use achievements_engine::clock::Clock;
 
 const FUTURE: &str = "2999-01-01T00:00:00Z";
 const PAST: &str = "2000-01-01T00:00:00Z";
@@ -2358,7 +2359,8 @@ async fn a_customer_id_with_reserved_characters_is_found_through_the_path() {
 
 #[actix_web::test]
 async fn an_ended_iteration_shows_as_expired_without_waiting_for_a_timer() {
-    let app = spawn_app().await;
+    let clock = Clock::manual(chrono::Utc::now());
+    let app = spawn_app_with_clock(clock.clone(), |_| {}).await;
     let (application, key) = app.application("UTC").await;
     let campaign = app.campaign(application, json!({})).await;
     let v = app
@@ -2376,7 +2378,7 @@ async fn an_ended_iteration_shows_as_expired_without_waiting_for_a_timer() {
         )
         .await;
     assert_eq!(e.json()["outcome"], "applied", "{}", e.text);
-    actix_rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+    clock.advance(chrono::Duration::milliseconds(1500));
     let p = app
         .mgmt(
             "GET",
