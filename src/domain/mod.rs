@@ -1,11 +1,12 @@
-//! The pure domain of achievements: definitions, period arithmetic and one
-//! pair's progress.
+//! The pure domain of achievements: definitions, the catalog's entities,
+//! period arithmetic and one pair's progress.
 //!
 //! Depends only on std, chrono/chrono-tz, rust_decimal and thiserror: no actix,
 //! no I/O, and it never reads the clock (time is always a parameter), so it can
 //! be tested and benchmarked on its own and replayed deterministically.
 
 pub mod achievement;
+pub mod catalog;
 pub mod effects;
 pub mod error;
 pub mod ids;

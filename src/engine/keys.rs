@@ -1,14 +1,25 @@
-//! Secrets: generating integration keys and the management key, and loading
-//! or creating the management key file in the data directory.
+//! Secrets: generating and hashing integration keys and the management key,
+//! and loading or creating the management key file in the data directory.
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 /// File in the data directory that holds a generated management key.
 pub const MANAGEMENT_KEY_FILE: &str = "management.key";
+
+/// SHA-256 of a secret key (keys are stored hashed).
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Constant-time equality of two digests.
+pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// A new random secret: 32 random bytes, hex-encoded.
 pub fn generate_secret() -> String {

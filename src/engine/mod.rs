@@ -25,8 +25,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use dashmap::DashMap;
 
+use catalog::CatalogRecord;
 pub use catalog::{AchievementEntry, Catalog};
-use catalog::{ApiKeyInfo, Application, Campaign, CampaignPatch, CatalogRecord};
 pub use error::EngineError;
 use pair::{OpKind, PairActor, PairKey, PairOp};
 use shard::{
@@ -34,6 +34,7 @@ use shard::{
 };
 
 use crate::clock::Clock;
+use crate::domain::catalog::{ApiKeyInfo, Application, Campaign, CampaignPatch};
 use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId, CustomerId,
     EventId, EventResult, Increase, Iteration, Limits,
@@ -291,33 +292,19 @@ impl Engine {
         timezone: chrono_tz::Tz,
         description: String,
     ) -> Result<Application, EngineError> {
-        let now = self.shared.clock.now();
-        self.commit(|c| {
-            let r = c.plan_create_application(name, timezone, description, now)?;
-            let CatalogRecord::PutApplication(app) = &r else {
-                return Err(EngineError::Internal("unexpected catalog record"));
-            };
-            let app = app.clone();
-            Ok((r, app))
-        })
-        .await
+        let now = self.now();
+        self.commit(|c| c.plan_create_application(name, timezone, description, now))
+            .await
     }
 
+    /// A new integration key: its public part and the secret (shown once).
     pub async fn create_api_key(
         &self,
         app: ApplicationId,
         name: String,
     ) -> Result<(ApiKeyInfo, String), EngineError> {
-        let now = self.shared.clock.now();
-        self.commit(|c| {
-            let (r, secret) = c.plan_create_api_key(app, name, now)?;
-            let CatalogRecord::PutApiKey { info, .. } = &r else {
-                return Err(EngineError::Internal("unexpected catalog record"));
-            };
-            let info = info.clone();
-            Ok((r, (info, secret)))
-        })
-        .await
+        let now = self.now();
+        self.commit(|c| c.plan_create_api_key(app, name, now)).await
     }
 
     pub async fn create_campaign(
@@ -325,16 +312,9 @@ impl Engine {
         app: ApplicationId,
         patch: CampaignPatch,
     ) -> Result<Campaign, EngineError> {
-        let now = self.shared.clock.now();
-        self.commit(|c| {
-            let r = c.plan_create_campaign(app, patch, now)?;
-            let CatalogRecord::PutCampaign(campaign) = &r else {
-                return Err(EngineError::Internal("unexpected catalog record"));
-            };
-            let campaign = campaign.clone();
-            Ok((r, campaign))
-        })
-        .await
+        let now = self.now();
+        self.commit(|c| c.plan_create_campaign(app, patch, now))
+            .await
     }
 
     pub async fn update_campaign(
@@ -343,15 +323,8 @@ impl Engine {
         id: CampaignId,
         patch: CampaignPatch,
     ) -> Result<Campaign, EngineError> {
-        self.commit(|c| {
-            let r = c.plan_update_campaign(app, id, patch)?;
-            let CatalogRecord::PutCampaign(campaign) = &r else {
-                return Err(EngineError::Internal("unexpected catalog record"));
-            };
-            let campaign = campaign.clone();
-            Ok((r, campaign))
-        })
-        .await
+        self.commit(|c| c.plan_update_campaign(app, id, patch))
+            .await
     }
 
     pub async fn create_achievement(
@@ -360,16 +333,9 @@ impl Engine {
         campaign: CampaignId,
         draft: AchievementDraft,
     ) -> Result<Arc<AchievementEntry>, EngineError> {
-        let now = self.shared.clock.now();
+        let now = self.now();
         let id = self
-            .commit(|c| {
-                let r = c.plan_create_achievement(app, campaign, draft, now)?;
-                let CatalogRecord::PutAchievement(a) = &r else {
-                    return Err(EngineError::Internal("unexpected catalog record"));
-                };
-                let id = a.id;
-                Ok((r, id))
-            })
+            .commit(|c| c.plan_create_achievement(app, campaign, draft, now))
             .await?;
         self.catalog.achievement(app, campaign, id)
     }
@@ -381,14 +347,9 @@ impl Engine {
         id: AchievementId,
         patch: &AchievementPatch,
     ) -> Result<Arc<AchievementEntry>, EngineError> {
-        let now = self.shared.clock.now();
-        self.commit(|c| {
-            Ok((
-                c.plan_update_achievement(app, campaign, id, patch, now)?,
-                (),
-            ))
-        })
-        .await?;
+        let now = self.now();
+        self.commit(|c| c.plan_update_achievement(app, campaign, id, patch, now))
+            .await?;
         self.catalog.achievement(app, campaign, id)
     }
 

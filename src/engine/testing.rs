@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::catalog::CampaignPatch;
 use super::{AchievementEntry, Engine};
+use crate::domain::catalog::CampaignPatch;
 use crate::domain::AchievementDraft;
 
 /// Creates an application (UTC), an enabled campaign and the achievement

@@ -11,7 +11,7 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::ApplicationId;
-use crate::engine::catalog::{digests_equal, hash_key};
+use crate::engine::keys::{digests_equal, hash_key};
 use crate::engine::EngineError;
 
 fn credential<'a>(req: &'a HttpRequest, scheme: &str) -> Option<&'a str> {

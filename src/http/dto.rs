@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::json::{Num, Time};
+use crate::domain::catalog::{ApiKeyInfo, Application, Campaign};
 use crate::domain::{Effect, EventResult, Iteration, ProgressStatus};
-use crate::engine::catalog::{ApiKeyInfo, Application, Campaign};
 use crate::engine::AchievementEntry;
 
 #[derive(Serialize)]

@@ -15,11 +15,11 @@ use super::dto::{
 use super::error::ApiError;
 use super::json::{self, nullable, parse_body, path_id, Num, Query, Seconds, Time, BODY_LIMIT};
 use super::AppState;
+use crate::domain::catalog::{CampaignPatch, CampaignState};
 use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ActivationPolicy, ApplicationId, CampaignId,
     CustomerId, RecurrencePolicy,
 };
-use crate::engine::catalog::{CampaignPatch, CampaignState};
 use crate::engine::AchievementEntry;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

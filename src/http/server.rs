@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use super::AppState;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::engine::catalog::hash_key;
+use crate::engine::keys::hash_key;
 use crate::engine::{keys, Catalog, Engine, EngineConfig};
 use crate::persist::store::{self, Store};
 

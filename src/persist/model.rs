@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::catalog::{ApiKeyInfo, Application, Campaign, CampaignState};
 use crate::domain::effects::Effect;
 use crate::domain::period::PeriodEnd;
 use crate::domain::tracker::{AppliedEvent, TrackerParts};
@@ -18,9 +19,7 @@ use crate::domain::{
     Achievement, AchievementDraft, AchievementId, ActivationPolicy, ApplicationId, CampaignId,
     CustomerId, EventId, Increase, Iteration, ProgressStatus, ProgressTrackerId, RecurrencePolicy,
 };
-use crate::engine::catalog::{
-    ApiKeyInfo, Application, Campaign, CampaignState, CatalogRecord, CatalogState,
-};
+use crate::engine::catalog::{CatalogRecord, CatalogState};
 
 /// Why stored data could not be turned back into state.
 #[derive(Debug, thiserror::Error)]

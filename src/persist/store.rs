@@ -676,8 +676,5 @@ impl Store {
     }
 }
 
-/// Keeps `Arc<Store>` handy for the server.
-pub type SharedStore = Arc<Store>;
-
 #[cfg(test)]
 mod tests;

@@ -8,10 +8,10 @@ use chrono::TimeZone;
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::catalog::CampaignPatch;
 use crate::domain::{
     AchievementDraft, ActivationPolicy, EventId, Increase, Outcome, Reason, RecurrencePolicy,
 };
-use crate::engine::catalog::CampaignPatch;
 use crate::engine::{AchievementEntry, Catalog, EngineConfig, EventInput};
 use crate::persist::model::{CatalogV2, EffectV1, IterationV1, PairV1, TimeV1};
 
