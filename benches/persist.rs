@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use achievements_engine::persist::codec;
 use achievements_engine::persist::model::{
-    AppliedEventV1, CatalogV1, DecimalV1, EffectV1, IterationV1, PairOpV1, PairRecordV1, PairV1,
-    TimeV1, TrackerV1,
+    AppliedEventV1, CatalogV1, ChunkV3, DecimalV1, EffectV1, IterationV1, PairOpV1, PairRecordV1,
+    PairV1, TimeV1, TrackerV1,
 };
 use achievements_engine::persist::snapshot::{self, SnapshotWriter};
 use achievements_engine::persist::wal::{OnFailure, Wal};
@@ -30,7 +30,8 @@ use rust_decimal::Decimal;
 const PAIRS: usize = 1_000_000;
 /// Pairs per snapshot section, as `Store::snapshot` writes them.
 const CHUNK_PAIRS: usize = 2048;
-const SHARDS: usize = 8;
+/// Partitions of the snapshot (the default count).
+const PARTITIONS: usize = 256;
 /// Concurrent appenders in the group-commit benchmarks.
 const APPENDERS: usize = 64;
 
@@ -117,16 +118,18 @@ fn catalog() -> CatalogV1 {
 /// Writes a snapshot of `pairs` the way `Store::snapshot` does (encode each
 /// chunk, write it, finish with fsync + rename + directory fsync).
 fn write_snapshot(dir: &std::path::Path, id: u64, pairs: &[PairV1]) -> (PathBuf, u64) {
-    let mut writer = SnapshotWriter::create(dir, id, SHARDS).expect("create snapshot");
+    let mut writer = SnapshotWriter::create(dir, id, PARTITIONS).expect("create snapshot");
     writer.write_catalog(&catalog().into()).expect("catalog");
-    for chunk in pairs.chunks(CHUNK_PAIRS) {
-        let bytes = codec::encode(&chunk).expect("encode chunk");
+    for (i, chunk) in pairs.chunks(CHUNK_PAIRS).enumerate() {
         writer
-            .write_chunk(&bytes, chunk.len())
+            .write_chunk(&ChunkV3 {
+                partition: (i % PARTITIONS) as u32,
+                pairs: chunk.to_vec(),
+            })
             .expect("write chunk");
     }
     let (path, size, _) = writer
-        .finish(Utc::now(), 1, vec![1; SHARDS], pairs.len() as u64)
+        .finish(Utc::now(), 1, vec![1; PARTITIONS], pairs.len() as u64)
         .expect("finish snapshot");
     (path, size)
 }
@@ -182,7 +185,7 @@ fn snapshots(c: &mut Criterion) {
     group.bench_function("read (checksum + decode)", |b| {
         b.iter(|| {
             let mut n = 0usize;
-            snapshot::read(black_box(&path), |chunk| {
+            snapshot::read(black_box(&path), |_, chunk| {
                 n += chunk.len();
                 black_box(chunk);
                 Ok(())

@@ -240,7 +240,7 @@ fn phases(dir: &Path) -> anyhow::Result<Phases> {
         .context("no snapshot in the directory")?;
     let started = Instant::now();
     let mut n = 0usize;
-    snapshot::read(&file.path, |chunk| {
+    snapshot::read(&file.path, |_, chunk| {
         n += chunk.len();
         Ok(())
     })?;
@@ -248,7 +248,7 @@ fn phases(dir: &Path) -> anyhow::Result<Phases> {
 
     let started = Instant::now();
     let mut converted = 0usize;
-    snapshot::read(&file.path, |chunk: Vec<PairV1>| {
+    snapshot::read(&file.path, |_, chunk: Vec<PairV1>| {
         for pair in chunk {
             let customer = CustomerId::parse(&pair.customer, "/integrationId")
                 .map_err(|e| snapshot::SnapshotError::Decode(e.message))?;
@@ -265,7 +265,7 @@ fn phases(dir: &Path) -> anyhow::Result<Phases> {
 
     let started = Instant::now();
     let mut wal_records = 0u64;
-    for entry in std::fs::read_dir(dir.join("wal"))? {
+    for entry in std::fs::read_dir(dir.join("log"))? {
         let log = entry?.path();
         wal::read_from(&log, 0, |_, _| wal_records += 1)?;
     }

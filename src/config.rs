@@ -45,6 +45,12 @@ pub struct Settings {
     #[arg(long, env = "ACHV_QUEUE_CAPACITY", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub queue_capacity: u32,
 
+    /// Partitions customers are spread over (default 256 for a new data
+    /// directory). Fixed when the directory is created: a different value
+    /// later is a startup error.
+    #[arg(long, env = "ACHV_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub partitions: Option<u32>,
+
     /// HTTP workers and actor arbiters (default: number of CPUs).
     #[arg(long, env = "ACHV_WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub workers: Option<u16>,

@@ -254,19 +254,35 @@ pub fn snapshot_file(data: &[u8]) -> Vec<u8> {
     if mode == 0 {
         return body.to_vec();
     }
-    let header = snapshot::HeaderV1 {
-        created_secs: 1_700_000_000,
-        created_nanos: 0,
-        catalog_lsn: 1,
-        shard_lsns: vec![1; usize::from(mode & 7)],
-        pair_numbers: 0,
-        pairs: u64::from(mode >> 3),
-        body_len: body.len() as u64,
-        body_crc: codec::crc32(body),
+    // The high bit picks the format: 3 (by partition) or 1 (by shard).
+    let (version, header) = if mode & 0x80 != 0 {
+        let header = snapshot::HeaderV3 {
+            created_secs: 1_700_000_000,
+            created_nanos: 0,
+            catalog_position: 1,
+            positions: vec![1; usize::from(mode & 7)],
+            pair_numbers: 0,
+            pairs: u64::from((mode >> 3) & 0x0f),
+            body_len: body.len() as u64,
+            body_crc: codec::crc32(body),
+        };
+        (snapshot::VERSION_3, codec::encode_fixed(&header))
+    } else {
+        let header = snapshot::HeaderV1 {
+            created_secs: 1_700_000_000,
+            created_nanos: 0,
+            catalog_lsn: 1,
+            shard_lsns: vec![1; usize::from(mode & 7)],
+            pair_numbers: 0,
+            pairs: u64::from(mode >> 3),
+            body_len: body.len() as u64,
+            body_crc: codec::crc32(body),
+        };
+        (snapshot::VERSION_1, codec::encode_fixed(&header))
     };
-    let header = codec::encode_fixed(&header).expect("a header encodes");
+    let header = header.expect("a header encodes");
     let mut out = snapshot::MAGIC.to_vec();
-    out.extend_from_slice(&snapshot::VERSION_1.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&codec::crc32(&header).to_le_bytes());
@@ -281,7 +297,7 @@ pub fn snapshot_read(data: &[u8]) {
     let file = temp_file(&snapshot_file(data));
     let _ = snapshot::read_header(file.path());
     let mut pairs = 0usize;
-    let _ = snapshot::read(file.path(), |chunk| {
+    let _ = snapshot::read(file.path(), |_, chunk| {
         pairs += chunk.len();
         Ok(())
     });

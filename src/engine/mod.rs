@@ -1,181 +1,61 @@
 //! The actor engine: shards on actix arbiters, pair actors, routing,
-//! backpressure, and the catalog; the one facade (`Engine`) the HTTP layer
-//! calls.
+//! backpressure, the catalog and the log the engine runs on; the one facade
+//! (`Engine`) the HTTP layer calls.
 //!
-//! Routing: a customer's pairs all live in one shard, chosen by a hash of
-//! (application, customer). Active pair actors are found through a `DashMap`
-//! so HTTP workers send to them directly; other pairs are reached through
-//! their shard, which activates them. Every queue is bounded: each shard
-//! admits at most `queue_capacity` events in flight, beyond which callers get
-//! `EngineError::Overloaded` (HTTP 429) and nothing is queued.
+//! Routing: customers are spread over a fixed number of partitions (a hash
+//! of application + customer); a partition runs on one shard, so all of a
+//! customer's pairs live there. Active pair actors are found through a
+//! `DashMap` so HTTP workers send to them directly; other pairs are reached
+//! through their shard, which activates them. Every queue is bounded: each
+//! shard admits at most `queue_capacity` events in flight, beyond which
+//! callers get `EngineError::Overloaded` (HTTP 429) and nothing is queued.
+//!
+//! Durability: the engine appends every change to its `Log` (a trait it
+//! owns; `persist` and, later, a replicated log implement it) and answers
+//! only once the change is durable. Pair changes are applied in memory first
+//! and appended right after, on the pair's thread, so a read may see a
+//! change a moment before it is durable (and, while the disk fails, changes
+//! held for retry); the change's answer always waits. Catalog changes are
+//! applied only once durable. `snapshots` holds the API that snapshots and
+//! restores use.
 
+pub mod actor;
 pub mod catalog;
 pub mod error;
 pub mod keys;
+pub mod log;
 pub mod pair;
+pub mod partition;
 pub mod shard;
+pub mod shard_log;
+mod snapshots;
+mod state;
 #[doc(hidden)]
 pub mod testing;
 pub mod timers;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
-use dashmap::DashMap;
 
 use catalog::CatalogRecord;
 pub use catalog::{AchievementEntry, Catalog};
 pub use error::EngineError;
-use pair::{OpKind, PairActor, PairKey, PairOp};
+use log::{Log, PartitionId, RecordRef, Stream};
+use pair::{OpKind, PairKey, PairMessage};
 use shard::{
     DropAchievement, EraseCustomer, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard,
 };
+use state::Admission;
+pub use state::{EngineConfig, Shared, Stats};
 
 use crate::clock::Clock;
 use crate::domain::catalog::{ApiKeyInfo, Application, Campaign, CampaignPatch};
 use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId, CustomerId,
-    EventId, EventResult, Increase, Iteration, Limits,
+    EventId, EventResult, Increase, Iteration,
 };
-use crate::persist::model;
-use crate::persist::wal::Wal;
-
-/// Engine tunables.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Shards, each with its own log; they are spread over the arbiters. A
-    /// data directory keeps the count it was first started with
-    /// (`persist::store::shard_count`).
-    pub shards: usize,
-    /// Actix arbiters (threads) that run the shards and pair actors.
-    pub arbiters: usize,
-    pub limits: Limits,
-    /// Events admitted in flight per shard before callers get 429.
-    pub queue_capacity: usize,
-    /// How long an active pair actor may sit idle before it is passivated.
-    pub idle_after: Duration,
-    /// Where the engine reads "now" (the system clock, or a manual one in
-    /// tests).
-    pub clock: Clock,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            arbiters: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            limits: Limits::default(),
-            queue_capacity: 65_536,
-            idle_after: Duration::from_secs(30),
-            clock: Clock::system(),
-        }
-    }
-}
-
-/// Counters the engine keeps about itself.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub pairs: AtomicI64,
-    pub actors: AtomicI64,
-    pub panics: AtomicU64,
-    pub expiries: AtomicU64,
-    pub passivations: AtomicU64,
-    pub overloaded: AtomicU64,
-    /// Pairs erased by `deleteCustomerData` (not counting replay).
-    pub erased: AtomicU64,
-}
-
-impl Stats {
-    fn pair_added(&self, _shard: usize) {
-        self.pairs.fetch_add(1, Ordering::Relaxed);
-    }
-    fn pair_removed(&self, _shard: usize) {
-        self.pairs.fetch_sub(1, Ordering::Relaxed);
-    }
-    pub(crate) fn actor_started(&self) {
-        self.actors.fetch_add(1, Ordering::Relaxed);
-    }
-    fn actor_stopped(&self) {
-        self.actors.fetch_sub(1, Ordering::Relaxed);
-    }
-    fn count_panic(&self) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
-    }
-    fn count_expiries(&self, n: u64) {
-        self.expiries.fetch_add(n, Ordering::Relaxed);
-    }
-    fn count_erased(&self) {
-        self.erased.fetch_add(1, Ordering::Relaxed);
-    }
-    fn count_passivation(&self) {
-        self.passivations.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// State shared by the engine facade, its shards and pair actors.
-pub struct Shared {
-    pub limits: Limits,
-    pub clock: Clock,
-    pub routes: DashMap<PairKey, Addr<PairActor>, ahash::RandomState>,
-    pub stats: Stats,
-    pub idle_after: Duration,
-    pub queue_capacity: usize,
-    inflight: Vec<AtomicUsize>,
-    pair_numbers: AtomicU64,
-}
-
-impl Shared {
-    /// A new pair's number (its progress tracker ids derive from it).
-    pub fn next_pair_number(&self) -> u64 {
-        self.pair_numbers.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// The highest pair number handed out.
-    pub fn pair_numbers(&self) -> u64 {
-        self.pair_numbers.load(Ordering::Relaxed)
-    }
-
-    /// Events admitted and not yet answered, per shard (for metrics).
-    pub fn inflight(&self) -> Vec<usize> {
-        self.inflight
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    }
-
-    /// Makes sure new pair numbers come after `n` (after a restore).
-    pub fn raise_pair_numbers(&self, n: u64) {
-        self.pair_numbers.fetch_max(n, Ordering::Relaxed);
-    }
-}
-
-/// The hash that places a customer in a shard: FNV-1a over the application
-/// id and the customer id. It must never change, because each shard's log
-/// holds the records of the pairs this hash gave it (std's hasher is not
-/// guaranteed stable across Rust versions).
-pub fn partition_hash(app: ApplicationId, customer: &CustomerId) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    app.0
-        .to_le_bytes()
-        .iter()
-        .chain(customer.as_str().as_bytes())
-        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
-}
-
-/// Holds a shard's admission slots until the work is done.
-struct Admission<'a> {
-    counter: &'a AtomicUsize,
-    n: usize,
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(self.n, Ordering::AcqRel);
-    }
-}
 
 /// An increase addressed to an achievement.
 #[derive(Debug, Clone)]
@@ -192,24 +72,30 @@ pub struct Engine {
     shards: Arc<Vec<Addr<Shard>>>,
     shared: Arc<Shared>,
     ready: Arc<AtomicBool>,
-    /// Serialises catalog changes; holds the next catalog log position.
-    catalog_writer: Arc<tokio::sync::Mutex<u64>>,
-    catalog_wal: Arc<std::sync::RwLock<Option<Wal>>>,
+    /// Serialises catalog changes (plan → log → apply).
+    catalog_writer: Arc<tokio::sync::Mutex<()>>,
+    log: Arc<std::sync::RwLock<Option<Arc<dyn Log>>>>,
+}
+
+fn shard_gone(_: MailboxError) -> EngineError {
+    EngineError::Internal("shard unavailable")
 }
 
 impl Engine {
-    /// Starts one shard per arbiter. Must run inside an actix system.
+    /// Starts the shards over the arbiters. Must run inside an actix system.
     pub fn start(config: EngineConfig, catalog: Catalog) -> Engine {
         let n = config.shards.max(1);
+        let partitions = config.partitions.max(1);
         let shared = Arc::new(Shared {
             limits: config.limits,
             clock: config.clock,
-            routes: DashMap::default(),
+            partitions,
+            routes: Default::default(),
             stats: Stats::default(),
             idle_after: config.idle_after,
             queue_capacity: config.queue_capacity,
-            inflight: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            pair_numbers: AtomicU64::new(0),
+            inflight: (0..n).map(|_| Default::default()).collect(),
+            pair_numbers: Default::default(),
         });
         let arbiters: Vec<_> = (0..config.arbiters.clamp(1, n))
             .map(|_| Arbiter::new())
@@ -218,7 +104,9 @@ impl Engine {
             .map(|i| {
                 let shared = shared.clone();
                 let arbiter = &arbiters[i % arbiters.len()];
-                Shard::start_in_arbiter(&arbiter.handle(), move |_| Shard::new(i, shared))
+                Shard::start_in_arbiter(&arbiter.handle(), move |_| {
+                    Shard::new(i, n, partitions, shared)
+                })
             })
             .collect();
         Engine {
@@ -226,37 +114,36 @@ impl Engine {
             shards: Arc::new(shards),
             shared,
             ready: Arc::new(AtomicBool::new(true)),
-            catalog_writer: Arc::new(tokio::sync::Mutex::new(1)),
-            catalog_wal: Arc::new(std::sync::RwLock::new(None)),
+            catalog_writer: Arc::default(),
+            log: Arc::default(),
         }
-    }
-
-    /// The shards' addresses, by index.
-    pub fn shard_addrs(&self) -> &[Addr<Shard>] {
-        &self.shards
     }
 
     pub fn shared(&self) -> &Shared {
         &self.shared
     }
 
-    /// The shard that holds a customer's pairs.
-    pub fn shard_for(&self, app: ApplicationId, customer: &CustomerId) -> usize {
-        self.shard_of(app, customer)
+    /// How many shards run the partitions.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
-    /// Starts logging catalog changes from `next_lsn` on.
-    pub async fn attach_catalog_log(&self, wal: Wal, next_lsn: u64) {
-        let mut writer = self.catalog_writer.lock().await;
-        *writer = next_lsn;
-        *self.catalog_wal.write().unwrap_or_else(|e| e.into_inner()) = Some(wal);
+    /// How many partitions customers are spread over.
+    pub fn partitions(&self) -> u32 {
+        self.shared.partitions
     }
 
-    /// The catalog as of a log position: everything below it is included.
-    pub fn catalog_at_position(&self) -> (crate::persist::model::CatalogV2, u64) {
-        let writer = self.catalog_writer.blocking_lock();
-        let state = crate::persist::model::CatalogV2::from(&*self.catalog.read());
-        (state, *writer)
+    /// The partition of a customer of an application.
+    pub fn partition_of(&self, app: ApplicationId, customer: &CustomerId) -> PartitionId {
+        self.shared.partition_of(app, customer)
+    }
+
+    fn shard_of(&self, partition: PartitionId) -> usize {
+        partition::shard_of(partition, self.shards.len())
+    }
+
+    fn log(&self) -> Option<Arc<dyn Log>> {
+        self.log.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Makes a planned catalog change durable, then performs it. Changes are
@@ -265,22 +152,16 @@ impl Engine {
         &self,
         plan: impl FnOnce(&Catalog) -> Result<(CatalogRecord, R), EngineError>,
     ) -> Result<R, EngineError> {
-        let mut next_lsn = self.catalog_writer.lock().await;
+        let _serial = self.catalog_writer.lock().await;
         let (record, out) = plan(&self.catalog)?;
-        let wal = self
-            .catalog_wal
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(wal) = wal {
-            let bytes = model::encode_record(&model::CatalogRecordV2::from(&record))
-                .map_err(|_| EngineError::Internal("cannot encode a catalog record"))?;
-            let durable = wal.append(vec![(*next_lsn, bytes)]).map_err(|e| {
-                tracing::error!(error = %e, "cannot queue a catalog record");
-                EngineError::Unavailable("the write-ahead log cannot take writes now")
-            })?;
-            pair::after_durable(Some(durable), ()).await?;
-            *next_lsn += 1;
+        if let Some(log) = self.log() {
+            let appended = log
+                .append(Stream::Catalog, &[RecordRef::Catalog(&record)])
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot append a catalog record");
+                    EngineError::Unavailable("the write-ahead log cannot take writes now")
+                })?;
+            pair::after_durable(Some(appended.commit), ()).await?;
         }
         self.catalog.apply(&record);
         Ok(out)
@@ -388,10 +269,6 @@ impl Engine {
         self.ready.store(ready, Ordering::Release);
     }
 
-    fn shard_of(&self, app: ApplicationId, customer: &CustomerId) -> usize {
-        (partition_hash(app, customer) % self.shards.len() as u64) as usize
-    }
-
     fn admit(&self, shard: usize, n: usize) -> Result<Admission<'_>, EngineError> {
         let counter = &self.shared.inflight[shard];
         let before = counter.fetch_add(n, Ordering::AcqRel);
@@ -403,15 +280,15 @@ impl Engine {
         Ok(admission)
     }
 
-    async fn run(&self, op: PairOp) -> Result<EventResult, EngineError> {
-        let shard = self.shard_of(op.entry.application_id, &op.key.customer);
+    async fn run(&self, msg: PairMessage) -> Result<EventResult, EngineError> {
+        let shard = self.shard_of(msg.partition);
         let _admission = self.admit(shard, 1)?;
-        let direct = self.shared.routes.get(&op.key).map(|a| a.clone());
+        let direct = self.shared.routes.get(&msg.key).map(|a| a.clone());
         if let Some(actor) = direct {
-            match actor.send(op.clone()).await {
+            match actor.send(msg.clone()).await {
                 Ok(pending) => {
-                    let (result, durable) = pending?;
-                    return pair::after_durable(durable, result).await;
+                    let (result, commit) = pending?;
+                    return pair::after_durable(commit, result).await;
                 }
                 // Passivated or restarted meanwhile: the message was not
                 // handled, so it is safe to go through the shard.
@@ -419,23 +296,34 @@ impl Engine {
                 Err(MailboxError::Timeout) => return Err(EngineError::Internal("pair timed out")),
             }
         }
-        let (result, durable) = self.shards[shard]
-            .send(op)
-            .await
-            .map_err(|_| EngineError::Internal("shard unavailable"))??;
-        pair::after_durable(durable, result).await
+        let (result, commit) = self.shards[shard].send(msg).await.map_err(shard_gone)??;
+        pair::after_durable(commit, result).await
+    }
+
+    fn message(
+        &self,
+        customer: CustomerId,
+        entry: Arc<AchievementEntry>,
+        kind: OpKind,
+    ) -> PairMessage {
+        PairMessage {
+            partition: self.partition_of(entry.application_id, &customer),
+            key: PairKey {
+                achievement: entry.achievement.id,
+                customer,
+            },
+            entry,
+            kind,
+        }
     }
 
     /// Applies one increase.
     pub async fn increase(&self, input: EventInput) -> Result<EventResult, EngineError> {
-        self.run(PairOp {
-            key: PairKey {
-                achievement: input.entry.achievement.id,
-                customer: input.customer,
-            },
-            entry: input.entry,
-            kind: OpKind::Increase(input.increase),
-        })
+        self.run(self.message(
+            input.customer,
+            input.entry,
+            OpKind::Increase(input.increase),
+        ))
         .await
     }
 
@@ -458,8 +346,8 @@ impl Engine {
             })
             .collect();
         for (i, input) in inputs.into_iter().enumerate() {
-            let shard = self.shard_of(input.entry.application_id, &input.customer);
-            let (idx, batch) = &mut per_shard[shard];
+            let partition = self.partition_of(input.entry.application_id, &input.customer);
+            let (idx, batch) = &mut per_shard[self.shard_of(partition)];
             idx.push(i);
             // Batches usually address a few achievements: share one `Arc` each.
             let entry = match batch
@@ -478,6 +366,7 @@ impl Engine {
                     achievement: input.entry.achievement.id,
                     customer: input.customer,
                 },
+                partition,
                 OpKind::Increase(input.increase),
                 entry,
             ));
@@ -494,14 +383,11 @@ impl Engine {
             .filter(|(_, (_, batch))| !batch.ops.is_empty())
             .map(|(shard, (idx, batch))| {
                 let addr = self.shards[shard].clone();
-                async move { (idx, addr.send(batch).await) }
+                async move {
+                    let (answers, commit) = addr.send(batch).await.map_err(shard_gone)??;
+                    pair::after_durable(commit, (idx, answers)).await
+                }
             });
-        let sends = sends.map(|f| async move {
-            let (idx, answer) = f.await;
-            let (answer, durable) =
-                answer.map_err(|_| EngineError::Internal("shard unavailable"))??;
-            pair::after_durable(durable, (idx, answer)).await
-        });
         let answers = futures_util::future::join_all(sends).await;
         let mut results: Vec<Option<Result<EventResult, EngineError>>> = vec![None; n];
         for answer in answers {
@@ -524,15 +410,8 @@ impl Engine {
         entry: Arc<AchievementEntry>,
         event_id: EventId,
     ) -> Result<EventResult, EngineError> {
-        self.run(PairOp {
-            key: PairKey {
-                achievement: entry.achievement.id,
-                customer,
-            },
-            entry,
-            kind: OpKind::Rollback(event_id),
-        })
-        .await
+        self.run(self.message(customer, entry, OpKind::Rollback(event_id)))
+            .await
     }
 
     /// Erases a customer's data in an application (`deleteCustomerData`):
@@ -543,7 +422,8 @@ impl Engine {
         app: ApplicationId,
         customer: CustomerId,
     ) -> Result<usize, EngineError> {
-        let shard = self.shard_of(app, &customer);
+        let partition = self.partition_of(app, &customer);
+        let shard = self.shard_of(partition);
         let _admission = self.admit(shard, 1)?;
         // Listed now: an achievement created after this point is concurrent
         // with the erasure, and its progress comes after it.
@@ -553,15 +433,16 @@ impl Engine {
             .iter()
             .map(|e| e.achievement.id)
             .collect();
-        let (erased, durable) = self.shards[shard]
+        let (erased, commit) = self.shards[shard]
             .send(EraseCustomer {
                 application: app,
                 customer,
+                partition,
                 achievements,
             })
             .await
-            .map_err(|_| EngineError::Internal("shard unavailable"))??;
-        pair::after_durable(durable, erased).await
+            .map_err(shard_gone)??;
+        pair::after_durable(commit, erased).await
     }
 
     /// A customer's iterations (newest first, as of now) in each achievement.
@@ -571,14 +452,15 @@ impl Engine {
         customer: &CustomerId,
         entries: &[Arc<AchievementEntry>],
     ) -> Result<Vec<Vec<Iteration>>, EngineError> {
-        let shard = self.shard_of(app, customer);
-        self.shards[shard]
+        let partition = self.partition_of(app, customer);
+        self.shards[self.shard_of(partition)]
             .send(ReadCustomer {
                 customer: customer.clone(),
+                partition,
                 achievements: entries.iter().map(|e| e.achievement.id).collect(),
             })
             .await
-            .map_err(|_| EngineError::Internal("shard unavailable"))
+            .map_err(shard_gone)?
     }
 
     /// Removes all customers' progress in a deleted achievement.
@@ -590,7 +472,7 @@ impl Engine {
         });
         let mut removed = 0;
         for r in futures_util::future::join_all(sends).await {
-            removed += r.map_err(|_| EngineError::Internal("shard unavailable"))?;
+            removed += r.map_err(shard_gone)?;
         }
         Ok(removed)
     }
@@ -608,7 +490,7 @@ impl Engine {
         futures_util::future::join_all(sends)
             .await
             .into_iter()
-            .map(|r| r.map_err(|_| EngineError::Internal("shard unavailable")))
+            .map(|r| r.map_err(shard_gone))
             .collect()
     }
 
@@ -621,11 +503,12 @@ impl Engine {
     ) -> Result<Vec<(CustomerId, Vec<Iteration>)>, EngineError> {
         self.shards[shard]
             .send(ExportRows {
+                application: entry.application_id,
                 achievement: entry.achievement.id,
                 customers,
             })
             .await
-            .map_err(|_| EngineError::Internal("shard unavailable"))
+            .map_err(shard_gone)
     }
 }
 

@@ -1,38 +1,28 @@
-//! One (customer, achievement) pair: its state cell and its actor.
+//! One (customer, achievement) pair: its key, its state cell, the messages
+//! that change it, and the one call into the domain.
 //!
 //! Owns: `PairKey`, `PairCell` (the tracker, shared on one arbiter thread by
 //! the shard that keeps it and the actor that serves it while active), the
-//! `PairOp` message and `PairActor`, which runs the pair's period timer and
-//! hands each message to the domain in one call (`run_op`).
-//!
-//! Lifecycle (virtual actors): the shard activates a `PairActor` when a single
-//! event arrives for a passive pair and passivates it after an idle time; the
-//! state stays in the shard's `PairCell` either way, so reads, exports and
-//! snapshots never need the actor. A panic in a handler stops the actor; its
-//! shard (the supervisor) drops it and the next message restarts it from the
-//! cell's last state.
+//! `PairMessage` message, `run_op` (check → domain step → the change to log)
+//! and `apply_op` (the domain step alone, for live traffic and replay alike).
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-
 use chrono::{DateTime, Utc};
 
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
-use super::shard::{Deactivated, Shard};
-use super::timers::Timers;
+use super::log::{ChangeOpRef, Commit, PairChangeRef, PartitionId, Position};
+use super::shard_log::ShardLog;
 use super::Shared;
 use crate::domain::{
     AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, Outcome, PairTracker,
 };
-use crate::persist::model::{encode_record, EraseV2, PairRecordRefV1, ShardRecordRefV2};
-use crate::persist::wal::{Durable, Record, Wal};
 
 /// A pair's key within the engine.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,9 +38,9 @@ pub struct PairCell {
     pub tracker: RefCell<PairTracker>,
     /// When the pair last handled a message (`Ticks`, coarse and small).
     pub last_active: Cell<Ticks>,
-    /// The LSN of the last record of this pair in its shard's log.
-    pub last_lsn: Cell<u64>,
-    /// The deadline this pair has in its shard's timer set, if any.
+    /// The log position of the pair's last change (in its partition's stream).
+    pub last: Cell<Position>,
+    /// The deadline this pair has in its shard's timers, if any.
     pub armed: Cell<Option<i64>>,
 }
 
@@ -59,7 +49,7 @@ impl PairCell {
         Rc::new(PairCell {
             tracker: RefCell::new(tracker),
             last_active: Cell::new(Ticks::now()),
-            last_lsn: Cell::new(0),
+            last: Cell::new(Position(0)),
             armed: Cell::new(None),
         })
     }
@@ -83,147 +73,6 @@ impl Ticks {
     }
 }
 
-/// A shard's write-ahead log, shared by the shard and its actors (one
-/// thread): it numbers records and hands them to the log's writer.
-pub struct ShardLog {
-    pub next_lsn: Cell<u64>,
-    pub wal: RefCell<Option<Wal>>,
-}
-
-impl ShardLog {
-    pub fn new() -> Rc<ShardLog> {
-        Rc::new(ShardLog {
-            next_lsn: Cell::new(1),
-            wal: RefCell::new(None),
-        })
-    }
-
-    /// Numbers the record of an applied operation and queues it; `None`
-    /// when the engine runs without a log.
-    pub fn record(
-        &self,
-        cell: &PairCell,
-        op: OpRef<'_>,
-        now: DateTime<Utc>,
-        campaign_running: bool,
-    ) -> Result<Option<Record>, EngineError> {
-        if self.wal.borrow().is_none() {
-            return Ok(None);
-        }
-        let pair_number = cell.tracker.borrow().pair_number();
-        let (achievement, customer) = (op.key.achievement, &op.key.customer);
-        let record = match op.kind {
-            OpKind::Increase(inc) => PairRecordRefV1::increase(
-                achievement,
-                customer,
-                pair_number,
-                now,
-                campaign_running,
-                inc,
-            ),
-            OpKind::Rollback(id) => PairRecordRefV1::rollback(
-                achievement,
-                customer,
-                pair_number,
-                now,
-                campaign_running,
-                id,
-            ),
-            #[cfg(test)]
-            OpKind::Panic => return Ok(None),
-        };
-        let bytes = encode_record(&ShardRecordRefV2::Pair(record))
-            .map_err(|_| EngineError::Internal("cannot encode a log record"))?;
-        let lsn = self.next_lsn.get();
-        self.next_lsn.set(lsn + 1);
-        cell.last_lsn.set(lsn);
-        Ok(Some((lsn, bytes)))
-    }
-
-    /// Numbers a customer's erasure and encodes it; `None` when the engine
-    /// runs without a log.
-    pub fn record_erasure(&self, erasure: &EraseV2) -> Result<Option<Record>, EngineError> {
-        if self.wal.borrow().is_none() {
-            return Ok(None);
-        }
-        let bytes = encode_record(&ShardRecordRefV2::Erase(erasure))
-            .map_err(|_| EngineError::Internal("cannot encode a log record"))?;
-        let lsn = self.next_lsn.get();
-        self.next_lsn.set(lsn + 1);
-        Ok(Some((lsn, bytes)))
-    }
-
-    /// Refuses changes while the log cannot write (disk full or failing): the
-    /// engine answers 503 rather than change what it could not persist.
-    pub fn check_writable(&self) -> Result<(), EngineError> {
-        match self.wal.borrow().as_ref() {
-            Some(wal) if wal.is_degraded() => Err(EngineError::Unavailable(
-                "the disk cannot take writes now; nothing was changed, retry later",
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Resolves once the log is durable up to `lsn` (`None` if it is already).
-    pub fn durable_after(&self, lsn: u64) -> Result<Option<Durable>, EngineError> {
-        match self.wal.borrow().as_ref() {
-            Some(wal) if lsn > 0 && wal.stats.durable_lsn.load(Ordering::Acquire) < lsn => {
-                wal.barrier().map(Some).map_err(|e| {
-                    tracing::error!(error = %e, "cannot wait for the log");
-                    EngineError::Unavailable("the write-ahead log cannot take writes now")
-                })
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// Queues the records of a step (or waits for `wait` to be durable when
-    /// there are none); the answer resolves once durable.
-    pub fn settle(&self, records: Vec<Record>, wait: u64) -> Result<Option<Durable>, EngineError> {
-        if records.is_empty() {
-            self.durable_after(wait)
-        } else {
-            self.append(records)
-        }
-    }
-
-    /// Hands numbered records to the log; the answer resolves once durable.
-    pub fn append(&self, records: Vec<Record>) -> Result<Option<Durable>, EngineError> {
-        if records.is_empty() {
-            return Ok(None);
-        }
-        match self.wal.borrow().as_ref() {
-            None => Ok(None),
-            Some(wal) => wal.append(records).map(Some).map_err(|e| {
-                tracing::error!(error = %e, "cannot queue a log record");
-                EngineError::Unavailable("the write-ahead log cannot take writes now")
-            }),
-        }
-    }
-}
-
-/// A step's answer, the log record of its change (if it changed anything),
-/// and the LSN that must be durable before the answer may be given (a
-/// duplicate's original may still be on its way to disk; 0 = none).
-pub type StepOutcome = Result<(EventResult, Option<Record>, u64), EngineError>;
-
-/// Waits until a change is durable, then answers.
-pub async fn after_durable<T>(durable: Option<Durable>, answer: T) -> Result<T, EngineError> {
-    if let Some(durable) = durable {
-        match durable.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "a change could not be made durable");
-                return Err(EngineError::Unavailable(
-                    "the change could not be written to disk; it was not acknowledged",
-                ));
-            }
-            Err(_) => return Err(EngineError::Unavailable("the write-ahead log stopped")),
-        }
-    }
-    Ok(answer)
-}
-
 /// What to do to a pair.
 #[derive(Debug, Clone)]
 pub enum OpKind {
@@ -236,68 +85,91 @@ pub enum OpKind {
 
 /// A message for one pair.
 #[derive(Debug, Clone)]
-pub struct PairOp {
+pub struct PairMessage {
     pub key: PairKey,
+    pub partition: PartitionId,
     pub entry: Arc<AchievementEntry>,
     pub kind: OpKind,
 }
 
-impl Message for PairOp {
+impl Message for PairMessage {
     /// The answer and, when it must wait for the log, what to wait for: the
     /// caller waits, so the pair's thread is free at once.
     type Result = Result<Pending, EngineError>;
 }
 
 /// An answer that may still wait for the log.
-pub type Pending = (EventResult, Option<Durable>);
+pub type Pending = (EventResult, Option<Commit>);
 
 /// A borrowed operation: what one step needs, without cloning the entry
 /// (bulk paths share one `Arc` per batch rather than one per event).
 #[derive(Clone, Copy)]
 pub struct OpRef<'a> {
     pub key: &'a PairKey,
+    pub partition: PartitionId,
     pub entry: &'a AchievementEntry,
     pub kind: &'a OpKind,
 }
 
-impl PairOp {
+impl PairMessage {
     pub fn as_ref(&self) -> OpRef<'_> {
         OpRef {
             key: &self.key,
+            partition: self.partition,
             entry: &self.entry,
             kind: &self.kind,
         }
     }
 }
 
+/// A step's answer, the change to log (if it changed anything), and the
+/// position that must be durable before the answer may be given (a
+/// duplicate's original may still be on its way to the log).
+pub struct Step<'a> {
+    pub result: EventResult,
+    pub change: Option<PairChangeRef<'a>>,
+    pub wait: Position,
+}
+
 /// Applies one operation to a pair's state: the only call into the domain.
 /// A panic inside the domain is caught, logged and counted; the state is left
-/// as the domain left it (it validates before it mutates). An applied change
-/// is numbered and returned as a log record to append.
-pub fn run_op(
+/// as the domain left it (it validates before it mutates).
+pub fn run_op<'a>(
     cell: &PairCell,
-    op: OpRef<'_>,
+    op: OpRef<'a>,
     shared: &Shared,
     log: &ShardLog,
     now: DateTime<Utc>,
-) -> StepOutcome {
+) -> Result<Step<'a>, EngineError> {
     if !op.entry.is_alive() {
         return Err(EngineError::not_found("achievement", "achievementId"));
     }
-    log.check_writable()?;
+    log.check_writable(op.partition)?;
     let running = op.entry.campaign.running_at(now);
     let result = apply_op(cell, op, shared, now, running)?;
-    let record = if result.outcome == Outcome::Applied {
-        log.record(cell, op, now, running)?
-    } else {
-        None
-    };
+    let change = match (result.outcome, op.kind) {
+        (Outcome::Applied, OpKind::Increase(inc)) => Some(ChangeOpRef::Increase(inc)),
+        (Outcome::Applied, OpKind::Rollback(id)) => Some(ChangeOpRef::Rollback(id)),
+        _ => None,
+    }
+    .map(|op_ref| PairChangeRef {
+        achievement: op.key.achievement,
+        customer: &op.key.customer,
+        pair_number: cell.tracker.borrow().pair_number(),
+        now,
+        campaign_running: running,
+        op: op_ref,
+    });
     let wait = if result.outcome == Outcome::Duplicate {
-        cell.last_lsn.get()
+        cell.last.get()
     } else {
-        0
+        Position(0)
     };
-    Ok((result, record, wait))
+    Ok(Step {
+        result,
+        change,
+        wait,
+    })
 }
 
 /// The domain step with a given time and campaign state (live and replay).
@@ -348,91 +220,31 @@ pub fn apply_op(
     }
 }
 
-/// The actor of an active pair: serves its messages without going through
-/// the shard. Its period timer lives with the shard's (`Timers`).
-pub struct PairActor {
-    key: PairKey,
-    cell: Rc<PairCell>,
-    shared: Arc<Shared>,
-    log: Rc<ShardLog>,
-    timers: Rc<RefCell<Timers>>,
-    shard: Addr<Shard>,
+/// Logs a step's change (or waits for an earlier one) and hands back what
+/// the caller must wait for before answering.
+pub fn respond(
+    step: Result<Step<'_>, EngineError>,
+    cell: &PairCell,
+    partition: PartitionId,
+    log: &ShardLog,
+) -> Result<Pending, EngineError> {
+    let step = step?;
+    let commit = match step.change {
+        Some(change) => log.append_changes(partition, &[(change, cell)])?,
+        None => log.durable(partition, step.wait)?,
+    };
+    Ok((step.result, commit))
 }
 
-impl PairActor {
-    pub fn new(
-        key: PairKey,
-        cell: Rc<PairCell>,
-        shared: Arc<Shared>,
-        log: Rc<ShardLog>,
-        timers: Rc<RefCell<Timers>>,
-        shard: Addr<Shard>,
-    ) -> Self {
-        PairActor {
-            key,
-            cell,
-            shared,
-            log,
-            timers,
-            shard,
+/// Waits until a change is durable, then answers.
+pub async fn after_durable<T>(commit: Option<Commit>, answer: T) -> Result<T, EngineError> {
+    if let Some(commit) = commit {
+        if let Err(e) = commit.await {
+            tracing::error!(error = %e, "a change could not be made durable");
+            return Err(EngineError::Unavailable(
+                "the change could not be written to disk; it was not acknowledged",
+            ));
         }
     }
-}
-
-impl Actor for PairActor {
-    type Context = Context<Self>;
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        // Counted by the shard when it starts the actor (so the count is
-        // right as soon as the activating message is answered).
-        self.shared.stats.actor_stopped();
-    }
-}
-
-impl Handler<PairOp> for PairActor {
-    type Result = Result<Pending, EngineError>;
-
-    fn handle(&mut self, op: PairOp, ctx: &mut Self::Context) -> Self::Result {
-        let outcome = run_op(
-            &self.cell,
-            op.as_ref(),
-            &self.shared,
-            &self.log,
-            self.shared.clock.now(),
-        );
-        if matches!(outcome, Err(EngineError::Internal(_))) {
-            // Restart from the last state: the shard drops this actor and
-            // activates a fresh one on the next message.
-            self.shard.do_send(Deactivated {
-                key: self.key.clone(),
-            });
-            ctx.stop();
-        } else {
-            self.timers.borrow_mut().arm(&self.cell);
-        }
-        respond(outcome, &self.log)
-    }
-}
-
-/// Queues a step's record (or a wait for an earlier one) with the log; the
-/// answer goes back with what the caller must wait for before using it.
-pub fn respond(outcome: StepOutcome, log: &ShardLog) -> Result<Pending, EngineError> {
-    let (result, record, wait) = outcome?;
-    let durable = log.settle(record.into_iter().collect(), wait)?;
-    Ok((result, durable))
-}
-
-/// Asks an active actor to stop (passivation or removal).
-pub struct Passivate;
-
-impl Message for Passivate {
-    type Result = ();
-}
-
-impl Handler<Passivate> for PairActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Passivate, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
+    Ok(answer)
 }

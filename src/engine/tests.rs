@@ -99,11 +99,7 @@ async fn a_panicking_pair_is_restarted_from_its_last_state() {
         customer: CustomerId::parse("c1", "/integrationId").expect("valid id"),
     };
     let boom = engine
-        .run(PairOp {
-            key,
-            entry: entry.clone(),
-            kind: OpKind::Panic,
-        })
+        .run(engine.message(key.customer, entry.clone(), OpKind::Panic))
         .await;
     assert!(matches!(boom, Err(EngineError::Internal(_))));
     assert_eq!(engine.stats().panics.load(Ordering::Relaxed), 1);

@@ -564,7 +564,7 @@ mod tests {
         use crate::engine::{Catalog, EngineConfig};
         let dir = tempfile::tempdir().expect("temp dir");
         let golden =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v1.snap");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v3.snap");
         std::fs::copy(&golden, dir.path().join("snapshot-000000000001.snap")).expect("copy");
         let engine = Engine::start(
             EngineConfig {

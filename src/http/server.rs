@@ -44,6 +44,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
     let config = EngineConfig {
         clock,
         shards: store::shard_count(&settings.data_dir, settings.worker_count()),
+        partitions: store::partition_count(&settings.data_dir, settings.partitions)?,
         arbiters: settings.worker_count(),
         queue_capacity: settings.queue_capacity as usize,
         limits: crate::domain::Limits {

@@ -1,11 +1,14 @@
 //! Durability: the codec, the on-disk model, snapshot files, the write-ahead
-//! log, and the store that takes snapshots and restores from them (SPEC §5).
+//! log files, the engine's `Log` on them (`FileLog`), and the store that
+//! restores the engine and takes snapshots (SPEC §5).
 //!
-//! Persistence watches from the side: the engine numbers and queues log
-//! records of applied changes and waits for them to be durable before it
-//! answers; the store reads the engine's state chunk by chunk for snapshots.
+//! Persistence implements what the engine owns and depends on the engine,
+//! never the other way round: the engine appends engine-level records to its
+//! `Log` and waits for them to be durable before it answers; the store reads
+//! the engine's state through its public API, partition by partition.
 
 pub mod codec;
+pub mod file_log;
 pub mod model;
 pub mod snapshot;
 pub mod store;

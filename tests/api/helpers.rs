@@ -65,6 +65,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         idempotency_retention_secs: 604_800,
         history_cap: 100,
         queue_capacity: 65_536,
+        partitions: None,
         workers: Some(2),
         max_connections: 25_000,
         request_timeout_ms: 5_000,

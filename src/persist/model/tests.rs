@@ -8,7 +8,18 @@ use std::path::Path;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
 use super::*;
+use crate::domain::effects::Effect;
+use crate::domain::period::PeriodEnd;
+use crate::domain::tracker::{AppliedEvent, TrackerParts};
+use crate::domain::{
+    AchievementId, CustomerId, EventId, Increase, Iteration, ProgressStatus, ProgressTrackerId,
+};
+use crate::engine::log::{ChangeOp, PairChange};
 use crate::persist::codec;
 use crate::persist::snapshot::{self, HeaderV1, SnapshotWriter};
 use crate::persist::wal;
@@ -293,19 +304,19 @@ fn pair_record_v1() -> impl Strategy<Value = PairRecordV1> {
 }
 
 /// A pair record as the engine makes it (valid ids and instants).
-fn pair_record() -> impl Strategy<Value = PairRecord> {
+fn pair_record() -> impl Strategy<Value = PairChange> {
     let op = prop_oneof![
         (
             decimal(),
             proptest::option::of(instant()),
             proptest::option::of(event_id())
         )
-            .prop_map(|(delta, at, event_id)| PairRecordOp::Increase(Increase {
+            .prop_map(|(delta, at, event_id)| ChangeOp::Increase(Increase {
                 delta,
                 at,
                 event_id
             })),
-        event_id().prop_map(PairRecordOp::Rollback),
+        event_id().prop_map(ChangeOp::Rollback),
     ];
     (
         any::<u64>(),
@@ -316,7 +327,7 @@ fn pair_record() -> impl Strategy<Value = PairRecord> {
         op,
     )
         .prop_map(
-            |(achievement, customer, pair_number, now, campaign_running, op)| PairRecord {
+            |(achievement, customer, pair_number, now, campaign_running, op)| PairChange {
                 achievement: AchievementId(achievement),
                 customer,
                 pair_number,
@@ -461,7 +472,7 @@ proptest! {
     #[test]
     fn engine_pair_records_survive_the_log(record in pair_record()) {
         let v1 = PairRecordV1::from(&record);
-        let back = round_trip(&v1).to_record().expect("valid record converts back");
+        let back = round_trip(&v1).to_change().expect("valid record converts back");
         prop_assert_eq!(PairRecordV1::from(&back), v1);
         prop_assert_eq!(back.customer, record.customer);
         prop_assert_eq!(back.now, record.now);
@@ -490,8 +501,15 @@ fn decode_everything(bytes: &[u8]) {
         let _ = r.to_record();
     }
     if let Ok(r) = codec::decode::<PairRecordV1>(bytes) {
-        let _ = r.to_record();
+        let _ = r.to_change();
     }
+    if let Ok(c) = codec::decode::<ChunkV3>(bytes) {
+        for p in c.pairs {
+            let _ = p.tracker.to_parts();
+        }
+    }
+    let _ = decode_shard_record(bytes);
+    let _ = decode_catalog_record(bytes);
     if let Ok(c) = codec::decode::<CatalogV1>(bytes) {
         let _ = c.to_state();
     }
@@ -561,8 +579,11 @@ fn sample_snapshot(dir: &Path) -> Vec<u8> {
         last_lsn: 2,
         tracker: TrackerV1::from(&parts),
     }];
-    w.write_chunk(&codec::encode(&pairs).expect("encode"), 1)
-        .expect("chunk");
+    w.write_chunk(&ChunkV3 {
+        partition: 1,
+        pairs,
+    })
+    .expect("chunk");
     let (path, _, _) = w
         .finish(
             DateTime::from_timestamp(1_700_000_000, 0).expect("instant"),
@@ -616,13 +637,15 @@ fn snapshot_like() -> impl Strategy<Value = Vec<u8>> {
         // Plain garbage.
         vec(any::<u8>(), 0..256),
         // Right magic and version, garbage after.
-        (any::<u32>(), vec(any::<u8>(), 0..256)).prop_map(|(header_len, rest)| {
-            let mut b = snapshot::MAGIC.to_vec();
-            b.extend_from_slice(&1u32.to_le_bytes());
-            b.extend_from_slice(&(header_len % 300).to_le_bytes());
-            b.extend(rest);
-            b
-        }),
+        (1u32..=3, any::<u32>(), vec(any::<u8>(), 0..256)).prop_map(
+            |(version, header_len, rest)| {
+                let mut b = snapshot::MAGIC.to_vec();
+                b.extend_from_slice(&version.to_le_bytes());
+                b.extend_from_slice(&(header_len % 300).to_le_bytes());
+                b.extend(rest);
+                b
+            }
+        ),
         // A well-formed header with any numbers in it, then garbage.
         (header_v1(), vec(any::<u8>(), 0..256)).prop_map(|(header, rest)| {
             let h = codec::encode_fixed(&header).expect("encodes");
@@ -645,7 +668,7 @@ proptest! {
         let path = dir.path().join("snapshot-000000000001.snap");
         fs::write(&path, &bytes).expect("write");
         let _ = snapshot::read_header(&path);
-        let _ = snapshot::read(&path, |chunk| {
+        let _ = snapshot::read(&path, |_, chunk| {
             for p in chunk {
                 let _ = p.tracker.to_parts();
             }
@@ -675,7 +698,7 @@ proptest! {
         }
         let path = dir.path().join("snapshot-000000000002.snap");
         fs::write(&path, &bytes).expect("write");
-        let result = snapshot::read(&path, |_| Ok(()));
+        let result = snapshot::read(&path, |_, _| Ok(()));
         // Any change to the checked parts of a sealed snapshot is caught (a
         // flip here always changes a byte; a cut always drops one). Changes
         // to the header's numbers are not (see the ignored test below).
@@ -721,11 +744,11 @@ proptest! {
     }
 }
 
-/// Offsets (in the file) of the version 1 header fields that no check
-/// covers: created time, catalog LSN, the shard LSN values, pair numbers.
+/// Offsets (in the file) of the header fields that no check covers: created
+/// time, catalog position, the partition positions, pair numbers.
 /// (Fixed-width header after the 16-byte prefix: secs 8, nanos 4,
-/// catalog_lsn 8, shard count 8, shard LSNs 8 each, pair_numbers 8, pairs 8,
-/// body_len 8, body_crc 4.)
+/// catalog position 8, partition count 8, positions 8 each, pair_numbers 8,
+/// pairs 8, body_len 8, body_crc 4.)
 fn unchecked_header_bytes(file: &[u8]) -> Vec<usize> {
     let shards = u64::from_le_bytes(file[36..44].try_into().expect("8 bytes")) as usize;
     let values_end = 44 + 8 * shards;
@@ -738,10 +761,10 @@ fn unchecked_header_bytes(file: &[u8]) -> Vec<usize> {
 fn a_damaged_header_number_is_detected() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut bytes = sample_snapshot(dir.path());
-    bytes[28] ^= 0x40; // catalog_lsn 1 → 65
+    bytes[28] ^= 0x40; // catalog position 1 → 65
     let path = dir.path().join("snapshot-000000000002.snap");
     fs::write(&path, &bytes).expect("write");
-    let result = snapshot::read(&path, |_| Ok(()));
+    let result = snapshot::read(&path, |_, _| Ok(()));
     assert!(
         result.is_err(),
         "accepted with header {:?}",
@@ -751,7 +774,7 @@ fn a_damaged_header_number_is_detected() {
 
 #[test]
 fn the_borrowed_pair_record_encodes_to_the_same_bytes_as_the_owned_one() {
-    use crate::domain::{AchievementId, CustomerId, EventId, Increase};
+    use crate::engine::log::{ChangeOpRef, PairChangeRef};
     let customer = CustomerId::parse("jane+promo@example.com", "/integrationId").unwrap();
     let now = chrono::DateTime::from_timestamp(1_700_000_000, 123_000_000).unwrap();
     let inc = Increase {
@@ -759,32 +782,39 @@ fn the_borrowed_pair_record_encodes_to_the_same_bytes_as_the_owned_one() {
         at: Some(now),
         event_id: Some(EventId::parse("pos-1", "/eventId").unwrap()),
     };
-    let borrowed = PairRecordRefV1::increase(AchievementId(4), &customer, 9, now, true, &inc);
-    let owned = PairRecordV1::from(&PairRecord {
-        achievement: AchievementId(4),
-        customer: customer.clone(),
-        pair_number: 9,
-        now,
-        campaign_running: true,
-        op: PairRecordOp::Increase(inc.clone()),
-    });
-    assert_eq!(
-        codec::encode(&borrowed).unwrap(),
-        codec::encode(&owned).unwrap()
-    );
     let id = EventId::parse("pos-2", "/eventId").unwrap();
-    let borrowed = PairRecordRefV1::rollback(AchievementId(4), &customer, 9, now, false, &id);
-    let owned = PairRecordV1::from(&PairRecord {
-        achievement: AchievementId(4),
-        customer: customer.clone(),
-        pair_number: 9,
-        now,
-        campaign_running: false,
-        op: PairRecordOp::Rollback(id.clone()),
-    });
-    let bytes = codec::encode(&borrowed).unwrap();
-    assert_eq!(bytes, codec::encode(&owned).unwrap());
-    assert_eq!(codec::decode::<PairRecordV1>(&bytes).unwrap(), owned);
+    for (op, owned_op, running) in [
+        (
+            ChangeOpRef::Increase(&inc),
+            ChangeOp::Increase(inc.clone()),
+            true,
+        ),
+        (
+            ChangeOpRef::Rollback(&id),
+            ChangeOp::Rollback(id.clone()),
+            false,
+        ),
+    ] {
+        let change = PairChangeRef {
+            achievement: AchievementId(4),
+            customer: &customer,
+            pair_number: 9,
+            now,
+            campaign_running: running,
+            op,
+        };
+        let owned = PairRecordV1::from(&PairChange {
+            achievement: AchievementId(4),
+            customer: customer.clone(),
+            pair_number: 9,
+            now,
+            campaign_running: running,
+            op: owned_op,
+        });
+        let bytes = codec::encode(&PairRecordRefV1::from(&change)).unwrap();
+        assert_eq!(bytes, codec::encode(&owned).unwrap());
+        assert_eq!(codec::decode::<PairRecordV1>(&bytes).unwrap(), owned);
+    }
 }
 
 /// Version 2: achievements with a lateness bound, erasure records, versioned

@@ -1,30 +1,17 @@
-//! On-disk types, version 2: what changed since version 1.
-//!
-//! Owns: achievements with `allowedLatenessSeconds` (`AchievementV2`, in the
-//! catalog's log records and snapshots), the customer erasure record of a
-//! shard's log, and how a log payload says its version. Everything else is
-//! still written with the version 1 types, which this version reuses.
-//!
-//! Log payloads: a version 1 payload is bare bincode, whose first byte is a
-//! varint or enum tag and so never `0xFF`; from version 2 on a payload starts
-//! with `0xFF` and its version byte. One log may hold both (a data directory
-//! written by an older build and then by this one), so every record is read
-//! by its own version.
+//! On-disk types of version 2: achievements with `allowedLatenessSeconds`
+//! (`AchievementV2`, in the catalog's log records and snapshots from version
+//! 2 on) and the customer erasure record. Everything else reuses version 1.
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    bad, AchievementV1, ApiKeyV1, ApplicationV1, CampaignV1, CatalogRecordV1, CatalogV1,
-    ModelError, PairRecord, PairRecordRefV1, PairRecordV1,
+use super::v1::{
+    AchievementV1, ApiKeyV1, ApplicationV1, CampaignV1, CatalogRecordV1, CatalogV1,
+    PairRecordRefV1, PairRecordV1,
 };
+use super::{bad, ModelError};
 use crate::domain::{Achievement, AchievementId, ApplicationId, CustomerId};
 use crate::engine::catalog::{CatalogRecord, CatalogState};
-use crate::persist::codec;
-
-/// The first byte of a versioned log payload.
-pub const VERSIONED: u8 = 0xFF;
-/// The log record version this build writes.
-pub const LOG_VERSION: u8 = 2;
+use crate::engine::log::{Erasure, Record};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AchievementV2 {
@@ -74,21 +61,6 @@ pub enum ShardRecordV2 {
 pub enum ShardRecordRefV2<'a> {
     Pair(PairRecordRefV1<'a>),
     Erase(&'a EraseV2),
-}
-
-/// An erasure as the engine uses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Erasure {
-    pub application: ApplicationId,
-    pub customer: CustomerId,
-    pub achievements: Vec<AchievementId>,
-}
-
-/// A shard log record as the engine uses it.
-#[derive(Debug, Clone)]
-pub enum ShardRecord {
-    Pair(PairRecord),
-    Erase(Erasure),
 }
 
 // ---- conversions ----
@@ -231,62 +203,10 @@ impl EraseV2 {
 }
 
 impl ShardRecordV2 {
-    pub fn to_record(&self) -> Result<ShardRecord, ModelError> {
+    pub fn to_record(&self) -> Result<Record, ModelError> {
         Ok(match self {
-            ShardRecordV2::Pair(p) => ShardRecord::Pair(p.to_record()?),
-            ShardRecordV2::Erase(e) => ShardRecord::Erase(e.to_erasure()?),
+            ShardRecordV2::Pair(p) => Record::Pair(p.to_change()?),
+            ShardRecordV2::Erase(e) => Record::Erase(e.to_erasure()?),
         })
-    }
-}
-
-// ---- versioned payloads ----
-
-/// Encodes a log payload of the current version.
-pub fn encode_record<T: Serialize>(value: &T) -> Result<Vec<u8>, codec::CodecError> {
-    codec::encode_after(&[VERSIONED, LOG_VERSION], value)
-}
-
-/// The version of a log payload and the bytes after its version mark.
-fn versioned(bytes: &[u8]) -> Result<(u8, &[u8]), ModelError> {
-    match bytes {
-        [VERSIONED, version, rest @ ..] => Ok((*version, rest)),
-        [VERSIONED] => Err(bad("a versioned record without its version")),
-        _ => Ok((1, bytes)),
-    }
-}
-
-fn unknown_version(v: u8) -> ModelError {
-    bad(format!(
-        "log record version {v} is not supported by this build"
-    ))
-}
-
-/// Reads a record of the catalog's log, of any version.
-pub fn decode_catalog_record(bytes: &[u8]) -> Result<CatalogRecord, ModelError> {
-    let decode_err = |e: codec::CodecError| bad(e.to_string());
-    match versioned(bytes)? {
-        (1, body) => codec::decode::<CatalogRecordV1>(body)
-            .map_err(decode_err)?
-            .to_record(),
-        (2, body) => codec::decode::<CatalogRecordV2>(body)
-            .map_err(decode_err)?
-            .to_record(),
-        (v, _) => Err(unknown_version(v)),
-    }
-}
-
-/// Reads a record of a shard's log, of any version.
-pub fn decode_shard_record(bytes: &[u8]) -> Result<ShardRecord, ModelError> {
-    let decode_err = |e: codec::CodecError| bad(e.to_string());
-    match versioned(bytes)? {
-        (1, body) => Ok(ShardRecord::Pair(
-            codec::decode::<PairRecordV1>(body)
-                .map_err(decode_err)?
-                .to_record()?,
-        )),
-        (2, body) => codec::decode::<ShardRecordV2>(body)
-            .map_err(decode_err)?
-            .to_record(),
-        (v, _) => Err(unknown_version(v)),
     }
 }

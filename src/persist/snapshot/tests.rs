@@ -1,5 +1,8 @@
 use super::*;
-use crate::persist::model::{DecimalV1, TimeV1, TrackerV1};
+use crate::persist::model::{CatalogV2, ChunkV3, DecimalV1, PairV1, TimeV1, TrackerV1};
+use chrono::DateTime;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 fn catalog() -> CatalogV2 {
     CatalogV2 {
@@ -40,17 +43,21 @@ fn write(dir: &Path, id: u64, pairs: u64) -> PathBuf {
     let mut w = SnapshotWriter::create(dir, id, 2).unwrap();
     w.write_catalog(&catalog()).unwrap();
     let all: Vec<PairV1> = (0..pairs).map(pair).collect();
-    for chunk in all.chunks(3) {
-        w.write_chunk(&codec::encode(&chunk.to_vec()).unwrap(), chunk.len())
-            .unwrap();
+    for (i, chunk) in all.chunks(3).enumerate() {
+        w.write_chunk(&ChunkV3 {
+            partition: (i % 2) as u32,
+            pairs: chunk.to_vec(),
+        })
+        .unwrap();
     }
     let created = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
     w.finish(created, 11, vec![3, 4], 99).unwrap().0
 }
 
-fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV2, Vec<PairV1>), SnapshotError> {
+fn read_all(path: &Path) -> Result<(Header, CatalogV2, Vec<PairV1>), SnapshotError> {
     let mut pairs = Vec::new();
-    let (h, c) = read(path, |chunk| {
+    let (h, c) = read(path, |partition, chunk| {
+        assert!(partition.is_some(), "version 3 chunks name their partition");
         pairs.extend(chunk);
         Ok(())
     })?;
@@ -62,8 +69,9 @@ fn a_snapshot_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), 1, 10);
     let (h, c, pairs) = read_all(&path).unwrap();
-    assert_eq!(h.catalog_lsn, 11);
-    assert_eq!(h.shard_lsns, vec![3, 4]);
+    assert_eq!(h.version, CURRENT_VERSION);
+    assert_eq!(h.catalog_position, 11);
+    assert_eq!(h.covered, Covered::Partitions(vec![3, 4]));
     assert_eq!(h.pair_numbers, 99);
     assert_eq!(h.pairs, 10);
     assert_eq!(h.created().timestamp_subsec_nanos(), 5);

@@ -7,13 +7,21 @@ use std::sync::Arc;
 use chrono::TimeZone;
 use rust_decimal::Decimal;
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
 use super::*;
 use crate::domain::catalog::CampaignPatch;
+use crate::domain::CustomerId;
 use crate::domain::{
     AchievementDraft, ActivationPolicy, EventId, Increase, Outcome, Reason, RecurrencePolicy,
 };
+use crate::engine::Engine;
 use crate::engine::{AchievementEntry, Catalog, EngineConfig, EventInput};
 use crate::persist::model::{CatalogV2, EffectV1, IterationV1, PairV1, TimeV1};
+use crate::persist::snapshot::{self, Covered, Header, SnapshotError};
 
 fn config() -> EngineConfig {
     // Fixed, not the machine's core count: the golden file was written by an
@@ -28,7 +36,15 @@ fn config() -> EngineConfig {
 /// A fresh engine restored from `dir` (off the test's thread, as the server
 /// does).
 async fn restore(dir: &Path) -> (Engine, Arc<Store>, RestoreReport) {
-    let engine = Engine::start(config(), Catalog::default());
+    restore_with(dir, crate::clock::Clock::system()).await
+}
+
+/// A fresh engine reading time from `clock`, restored from `dir`.
+async fn restore_with(
+    dir: &Path,
+    clock: crate::clock::Clock,
+) -> (Engine, Arc<Store>, RestoreReport) {
+    let engine = Engine::start(EngineConfig { clock, ..config() }, Catalog::default());
     let (e, d) = (engine.clone(), dir.to_path_buf());
     let (store, report) = actix_rt::task::spawn_blocking(move || Store::restore(&e, &d, 3))
         .await
@@ -109,9 +125,9 @@ fn entry_named(engine: &Engine, name: &str) -> Arc<AchievementEntry> {
         .unwrap_or_else(|| panic!("no achievement {name}"))
 }
 
-fn read_all(path: &Path) -> Result<(HeaderV1, CatalogV2, Vec<PairV1>), SnapshotError> {
+fn read_all(path: &Path) -> Result<(Header, CatalogV2, Vec<PairV1>), SnapshotError> {
     let mut pairs = Vec::new();
-    let (header, catalog) = snapshot::read(path, |chunk| {
+    let (header, catalog) = snapshot::read(path, |_, chunk| {
         pairs.extend(chunk);
         Ok(())
     })?;
@@ -236,8 +252,11 @@ struct Golden {
     created: (i64, u32),
     app_created: TimeV1,
     key_hash: [u8; 32],
-    catalog_lsn: u64,
-    shard_lsns: [u64; 8],
+    catalog_position: u64,
+    /// Versions 1 and 2: the position of each of the 8 shard logs. Version
+    /// 3: the next position of each shard's log, which every partition of
+    /// that shard (`p % 8`) was snapshotted at.
+    shard_positions: [u64; 8],
     pair_numbers: u64,
     body_len: u64,
     body_crc: u32,
@@ -257,9 +276,9 @@ const GOLDEN_V1: Golden = Golden {
         188, 139, 94, 135, 129, 133, 204, 200, 139, 148, 126, 231,
     ],
     // Six catalog records (application, key, campaign, three achievements).
-    catalog_lsn: 7,
+    catalog_position: 7,
     // Eight shard logs; the customers hashed to shards 1, 4 and 7.
-    shard_lsns: [1, 2, 1, 1, 4, 1, 1, 5],
+    shard_positions: [1, 2, 1, 1, 4, 1, 1, 5],
     pair_numbers: 4,
     body_len: 1471,
     body_crc: 1_441_902_636,
@@ -279,8 +298,13 @@ fn check_golden_reads(g: &Golden) {
     let (header, catalog, pairs) = read_all(&path).expect("golden snapshot reads");
 
     // Header.
-    assert_eq!(header.catalog_lsn, g.catalog_lsn);
-    assert_eq!(header.shard_lsns, g.shard_lsns.to_vec());
+    assert_eq!(header.catalog_position, g.catalog_position);
+    let covered = if g.version < 3 {
+        Covered::Shards(g.shard_positions.to_vec())
+    } else {
+        Covered::Partitions((0..256).map(|p| g.shard_positions[p % 8]).collect())
+    };
+    assert_eq!(header.covered, covered);
     assert_eq!(header.pair_numbers, g.pair_numbers);
     assert_eq!(header.pairs, 4);
     assert_eq!(header.body_len, g.body_len);
@@ -509,11 +533,54 @@ async fn check_golden_restores(g: &Golden) {
         dir.path().join("snapshot-000000000001.snap"),
     )
     .expect("copy");
-    let (engine, _store, report) = restore(dir.path()).await;
+    // An hour after the file was written, so the event ids it remembers are
+    // still within their retention, whenever the test runs.
+    let at = DateTime::from_timestamp(g.created.0, g.created.1).expect("instant")
+        + chrono::Duration::hours(1);
+    let clock = crate::clock::Clock::manual(at);
+    let (engine, store, report) = restore_with(dir.path(), clock.clone()).await;
     assert_eq!(report.snapshot, Some(1));
     assert!(report.skipped_snapshots.is_empty());
     assert_eq!(report.pairs, 4);
     assert_eq!((report.catalog_records, report.pair_records), (0, 0));
+    // A file of the earlier layout is migrated: a partitioned snapshot
+    // replaces it, and the directory records its partition count.
+    assert_eq!(report.migrated, g.version < 3);
+    let on_disk: Vec<u32> = snapshot::list(dir.path())
+        .expect("list")
+        .iter()
+        .map(|f| snapshot::read_header(&f.path).expect("header").version)
+        .collect();
+    let expected = if g.version < 3 {
+        vec![3]
+    } else {
+        vec![g.version]
+    };
+    assert_eq!(on_disk, expected);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("partitions")).expect("partitions file"),
+        "256\n"
+    );
+    drop(store);
+    check_golden_engine(g, &engine).await;
+    // The restored pairs keep working; new pairs get numbers after the
+    // restored ones.
+    let spend = entry_named(&engine, "spend");
+    let more = increase(&engine, &spend, "zoe", "0.5", None, "s9").await;
+    assert_eq!(more.outcome, Outcome::Applied, "{more:?}");
+    assert!(engine.shared().pair_numbers() > g.pair_numbers);
+    // The migrated directory restores to the same state, and the change
+    // made since from its log.
+    let (engine, _store, report) = restore_with(dir.path(), clock).await;
+    assert!(!report.migrated);
+    assert_eq!((report.pairs, report.pair_records), (4, 1));
+    check_golden_engine(g, &engine).await;
+    assert_eq!(progress(&engine, &spend, "zoe").await, dec("0.5"));
+}
+
+/// The golden state, as an engine restored from a golden file serves it.
+async fn check_golden_engine(g: &Golden, engine: &Engine) {
+    let engine = engine.clone();
     let visits = entry_named(&engine, "visits");
     let spend = entry_named(&engine, "spend");
     assert_eq!(visits.tz, chrono_tz::Europe::Berlin);
@@ -543,14 +610,6 @@ async fn check_golden_restores(g: &Golden) {
         (rb.outcome, rb.reason),
         (Outcome::Rejected, Some(Reason::AlreadyRolledBack))
     );
-    // And the restored pairs keep working.
-    let more = increase(&engine, &spend, "bob", "0.5", None, "s9").await;
-    assert_eq!(more.outcome, Outcome::Applied, "{more:?}");
-    assert_eq!(progress(&engine, &spend, "bob").await, dec("30.5"));
-    let more = increase(&engine, &visits, "dave", "1", None, "v9").await;
-    assert_eq!(more.outcome, Outcome::Applied, "{more:?}");
-    // New pairs get numbers after the restored ones.
-    assert!(engine.shared().pair_numbers() > g.pair_numbers);
 }
 
 /// Version 2: achievements with a lateness bound, erasure.
@@ -717,8 +776,8 @@ async fn a_truncated_newest_snapshot_falls_back_to_the_older_one() {
 #[actix_rt::test]
 async fn a_newest_snapshot_of_a_future_version_falls_back_to_the_older_one() {
     falls_back(
-        |p| edit(p, |b| b[8..12].copy_from_slice(&3u32.to_le_bytes())),
-        "version 3 is not supported",
+        |p| edit(p, |b| b[8..12].copy_from_slice(&4u32.to_le_bytes())),
+        "version 4 is not supported",
     )
     .await;
 }

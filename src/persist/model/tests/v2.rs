@@ -1,9 +1,10 @@
-//! Version 2 of the on-disk model: round trips, and version 1 payloads read
-//! by the same decoders (a log may hold both).
+//! Versions 2 and 3 of the on-disk model: round trips through the log
+//! payload codec, and version 1 payloads read by the same decoders (a log
+//! may hold every version).
 
 use super::*;
 use crate::domain::ApplicationId;
-use crate::persist::model::v2::{LOG_VERSION, VERSIONED};
+use crate::engine::log::{ChangeOpRef, Erasure, PairChangeRef, PartitionId, Record, RecordRef};
 
 fn lateness() -> impl Strategy<Value = Option<u64>> {
     prop_oneof![Just(None), (0u64..=3_155_760_000).prop_map(Some)]
@@ -29,15 +30,27 @@ fn with_lateness(record: CatalogRecordV1, secs: Option<u64>) -> CatalogRecordV2 
     }
 }
 
+fn borrowed(change: &PairChange) -> PairChangeRef<'_> {
+    PairChangeRef {
+        achievement: change.achievement,
+        customer: &change.customer,
+        pair_number: change.pair_number,
+        now: change.now,
+        campaign_running: change.campaign_running,
+        op: match &change.op {
+            ChangeOp::Increase(inc) => ChangeOpRef::Increase(inc),
+            ChangeOp::Rollback(id) => ChangeOpRef::Rollback(id),
+        },
+    }
+}
+
 proptest! {
     #[test]
-    fn valid_catalog_records_v2_survive_the_log(
-        record in valid_catalog_record(),
-        secs in lateness(),
-    ) {
+    fn catalog_records_survive_the_log(record in valid_catalog_record(), secs in lateness()) {
         let record = with_lateness(record, secs);
-        let bytes = encode_record(&record).expect("encodes");
-        prop_assert_eq!(&bytes[..2], &[VERSIONED, LOG_VERSION][..]);
+        let engine_record = record.to_record().expect("valid");
+        let bytes = encode_catalog_record(&engine_record).expect("encodes");
+        prop_assert_eq!(&bytes[..2], &[VERSIONED, CATALOG_LOG_VERSION][..]);
         let back = decode_catalog_record(&bytes).expect("decodes");
         prop_assert_eq!(CatalogRecordV2::from(&back), record);
         if let CatalogRecord::PutAchievement(a) = &back {
@@ -58,38 +71,35 @@ proptest! {
     }
 
     #[test]
-    fn version_1_pair_records_still_read(record in pair_record()) {
-        let v1 = PairRecordV1::from(&record);
-        let bytes = codec::encode(&v1).expect("encodes");
-        prop_assert_ne!(bytes[0], VERSIONED);
-        let ShardRecord::Pair(back) = decode_shard_record(&bytes).expect("decodes") else {
-            panic!("a version 1 payload is a pair record");
-        };
-        prop_assert_eq!(PairRecordV1::from(&back), v1);
+    fn pair_records_survive_the_log_with_their_partition(change in pair_record(), p in any::<u32>()) {
+        let bytes = encode_partition_record(PartitionId(p), &RecordRef::Pair(borrowed(&change)))
+            .expect("encodes");
+        prop_assert_eq!(&bytes[..2], &[VERSIONED, SHARD_LOG_VERSION][..]);
+        let (partition, back) = decode_shard_record(&bytes).expect("decodes");
+        prop_assert_eq!(partition, Some(PartitionId(p)));
+        prop_assert_eq!(back, Record::Pair(change));
     }
 
     #[test]
-    fn erasures_survive_the_log(e in erasure()) {
-        let bytes = encode_record(&ShardRecordRefV2::Erase(&EraseV2::from(&e))).expect("encodes");
-        let ShardRecord::Erase(back) = decode_shard_record(&bytes).expect("decodes") else {
-            panic!("an erasure reads back as one");
-        };
-        prop_assert_eq!(back, e);
+    fn erasures_survive_the_log(e in erasure(), p in any::<u32>()) {
+        let bytes = encode_partition_record(PartitionId(p), &RecordRef::Erase(&e)).expect("encodes");
+        let (partition, back) = decode_shard_record(&bytes).expect("decodes");
+        prop_assert_eq!(partition, Some(PartitionId(p)));
+        prop_assert_eq!(back, Record::Erase(e));
     }
 
     #[test]
-    fn pair_records_v2_survive_the_log(record in pair_record()) {
-        let owned = ShardRecordV2::Pair(PairRecordV1::from(&record));
-        let bytes = encode_record(&owned).expect("encodes");
-        let ShardRecord::Pair(back) = decode_shard_record(&bytes).expect("decodes") else {
-            panic!("a pair record reads back as one");
-        };
-        prop_assert_eq!(ShardRecordV2::Pair(PairRecordV1::from(&back)), owned);
+    fn version_1_and_2_shard_records_still_read_without_a_partition(change in pair_record(), e in erasure()) {
+        let v1 = codec::encode(&PairRecordV1::from(&change)).expect("encodes");
+        prop_assert_ne!(v1[0], VERSIONED);
+        prop_assert_eq!(decode_shard_record(&v1).expect("decodes"), (None, Record::Pair(change.clone())));
+        let v2 = codec::encode_after(&[VERSIONED, 2], &ShardRecordV2::Erase(EraseV2::from(&e))).expect("encodes");
+        prop_assert_eq!(decode_shard_record(&v2).expect("decodes"), (None, Record::Erase(e)));
     }
 
     #[test]
-    fn log_payload_decoders_never_panic(bytes in vec(any::<u8>(), 0..256), versioned in any::<bool>()) {
-        let mut payload = if versioned { vec![VERSIONED, 2] } else { Vec::new() };
+    fn log_payload_decoders_never_panic(bytes in vec(any::<u8>(), 0..256), version in 0u8..5) {
+        let mut payload = if version > 0 { vec![VERSIONED, version] } else { Vec::new() };
         payload.extend(bytes);
         let _ = decode_shard_record(&payload);
         let _ = decode_catalog_record(&payload);
@@ -97,44 +107,18 @@ proptest! {
 }
 
 #[test]
-fn the_borrowed_shard_record_encodes_to_the_same_bytes_as_the_owned_one() {
-    use crate::domain::{EventId, Increase};
-    let customer = CustomerId::parse("jane", "/integrationId").unwrap();
-    let now = chrono::DateTime::from_timestamp(1_700_000_000, 5).unwrap();
-    let inc = Increase {
-        delta: Decimal::new(3, 0),
-        at: None,
-        event_id: Some(EventId::parse("e", "/eventId").unwrap()),
-    };
-    let borrowed = ShardRecordRefV2::Pair(PairRecordRefV1::increase(
-        AchievementId(4),
-        &customer,
-        9,
-        now,
-        true,
-        &inc,
-    ));
-    let owned = ShardRecordV2::Pair(PairRecordV1::from(&PairRecord {
-        achievement: AchievementId(4),
-        customer: customer.clone(),
-        pair_number: 9,
-        now,
-        campaign_running: true,
-        op: PairRecordOp::Increase(inc.clone()),
-    }));
-    assert_eq!(
-        encode_record(&borrowed).unwrap(),
-        encode_record(&owned).unwrap()
-    );
+fn a_catalog_record_in_a_partition_stream_is_refused() {
+    let record = CatalogRecord::DeleteAchievement(AchievementId(7));
+    assert!(encode_partition_record(PartitionId(1), &RecordRef::Catalog(&record)).is_err());
 }
 
 #[test]
 fn unknown_log_versions_are_refused_not_misread() {
-    let bytes = encode_record(&CatalogRecordV2::DeleteAchievement(7)).unwrap();
-    let mut future = bytes.clone();
-    future[1] = 3;
+    let record = CatalogRecord::DeleteAchievement(AchievementId(7));
+    let mut future = encode_catalog_record(&record).unwrap();
+    future[1] = 4;
     let e = decode_catalog_record(&future).unwrap_err();
-    assert!(e.to_string().contains("version 3"), "{e}");
+    assert!(e.to_string().contains("version 4"), "{e}");
     assert!(decode_shard_record(&future).is_err());
     assert!(decode_catalog_record(&[VERSIONED]).is_err());
 }

@@ -1,13 +1,16 @@
-//! Version 2 in the store: the golden v2 file (an achievement with a
-//! lateness bound, an erased customer), and erasures that survive restarts
-//! from the log and from snapshots.
+//! Versions 2 and 3 in the store: the golden files of both (the state of
+//! version 1 with an achievement's lateness bound and an erased customer;
+//! version 3 is what this build writes, so its generator is here), the
+//! migration of the earlier layout's logs, and erasures that survive
+//! restarts from the log and from snapshots.
 
 use super::*;
 use crate::persist::codec;
 
 /// The golden state of version 1, then what version 2 added: a lateness
 /// bound on `weekly` (editable while the campaign runs) and a customer whose
-/// progress was erased, so the snapshot must not hold them.
+/// progress was erased, so the snapshot must not hold them. The golden files
+/// of versions 2 and 3 hold this state.
 async fn build_golden_v2(engine: &Engine) {
     build_golden(engine).await;
     let weekly = entry_named(engine, "weekly");
@@ -35,7 +38,7 @@ async fn build_golden_v2(engine: &Engine) {
 }
 
 #[actix_rt::test]
-async fn golden_v2_snapshot_is_generated_from_a_deterministic_state() {
+async fn golden_v3_snapshot_is_generated_from_a_deterministic_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (engine, store, report) = restore(dir.path()).await;
     assert_eq!(report.snapshot, None);
@@ -70,9 +73,9 @@ async fn golden_v2_snapshot_is_generated_from_a_deterministic_state() {
         ]
     );
     if std::env::var("ACHV_WRITE_GOLDEN").as_deref() == Ok("1") {
-        fs::create_dir_all(golden_path(2).parent().expect("parent")).expect("fixtures dir");
-        fs::copy(&path, golden_path(2)).expect("write the golden snapshot");
-        println!("wrote {}", golden_path(2).display());
+        fs::create_dir_all(golden_path(3).parent().expect("parent")).expect("fixtures dir");
+        fs::copy(&path, golden_path(3)).expect("write the golden snapshot");
+        println!("wrote {}", golden_path(3).display());
     }
 }
 
@@ -88,14 +91,44 @@ const GOLDEN_V2: Golden = Golden {
         96, 157, 7, 53, 196, 63, 9, 222, 187, 105, 186, 2, 182,
     ],
     // Six records as in version 1, and the bound set on weekly.
-    catalog_lsn: 8,
+    catalog_position: 8,
     // dave hashed to shard 6: his event and its erasure.
-    shard_lsns: [1, 2, 1, 1, 4, 1, 3, 5],
+    shard_positions: [1, 2, 1, 1, 4, 1, 3, 5],
     pair_numbers: 6,
     body_len: 1477,
     body_crc: 2_590_858_882,
     lateness: [None, None, Some(3600)],
 };
+
+const GOLDEN_V3: Golden = Golden {
+    version: 3,
+    created: (1_795_914_280, 811_000_000),
+    app_created: TimeV1 {
+        secs: 1_795_914_280,
+        nanos: 798_000_000,
+    },
+    key_hash: [
+        237, 213, 65, 228, 123, 41, 35, 151, 105, 13, 154, 254, 122, 51, 106, 36, 64, 115, 255,
+        116, 194, 64, 244, 215, 136, 3, 99, 59, 205, 233, 234, 14,
+    ],
+    catalog_position: 8,
+    // Partition p was snapshotted at its shard's (p % 8) next position.
+    shard_positions: [5, 1, 1, 6, 1, 1, 2, 1],
+    pair_numbers: 6,
+    body_len: 1480,
+    body_crc: 2_153_858_224,
+    lateness: [None, None, Some(3600)],
+};
+
+#[test]
+fn golden_v3_snapshot_still_reads_exactly() {
+    check_golden_reads(&GOLDEN_V3);
+}
+
+#[actix_rt::test]
+async fn golden_v3_snapshot_restores_into_a_working_engine() {
+    check_golden_restores(&GOLDEN_V3).await;
+}
 
 #[test]
 fn golden_v2_snapshot_still_reads_exactly() {
@@ -299,11 +332,12 @@ async fn an_active_pair_is_erased_too() {
 }
 
 #[actix_rt::test]
-async fn logs_written_in_version_1_and_then_version_2_replay_together() {
+async fn logs_of_the_earlier_layout_written_in_versions_1_and_2_are_migrated() {
     use crate::persist::model::{
-        encode_record, AchievementV1, ApplicationV1, CampaignV1, CatalogRecordV1, PairOpV1,
-        PairRecordV1, ShardRecordV2,
+        AchievementV1, ApplicationV1, CampaignV1, CatalogRecordV1, PairOpV1, PairRecordV1,
+        ShardRecordV2, VERSIONED,
     };
+    use crate::persist::wal::{OnFailure, Wal};
     let dir = tempfile::tempdir().expect("temp dir");
     let t = TimeV1::from(utc(2025, 3, 1, 10, 0, 0));
     let bare = |r: &CatalogRecordV1| codec::encode(r).expect("encodes");
@@ -341,7 +375,9 @@ async fn logs_written_in_version_1_and_then_version_2_replay_together() {
             end_progress_on_target: false,
         })),
     ];
-    let wal = Wal::open(&catalog_dir(dir.path()), 1, 16, OnFailure::Discard).expect("open");
+    // The earlier layout: `wal/catalog` and `wal/shard-<i>`.
+    let old = dir.path().join("wal");
+    let wal = Wal::open(&old.join("catalog"), 1, 16, OnFailure::Discard).expect("open");
     let records = catalog
         .into_iter()
         .zip(1..)
@@ -353,9 +389,8 @@ async fn logs_written_in_version_1_and_then_version_2_replay_together() {
         .expect("written")
         .expect("durable");
 
-    // The customer's shard log: a version 1 record, then a version 2 one.
-    let engine = Engine::start(config(), Catalog::default());
-    let shard = engine.shard_for(crate::domain::ApplicationId(1), &cid("ann"));
+    // A customer's records, in version 1 and then version 2, in the log of
+    // the shard the earlier layout gave it.
     let pair = |delta: &str, id: &str| PairRecordV1 {
         achievement: 3,
         customer: "ann".into(),
@@ -370,20 +405,38 @@ async fn logs_written_in_version_1_and_then_version_2_replay_together() {
         },
     };
     let v1 = codec::encode(&pair("2", "a")).expect("encodes");
-    let v2 = encode_record(&ShardRecordV2::Pair(pair("3", "b"))).expect("encodes");
-    let wal = Wal::open(&shard_dir(dir.path(), shard), 1, 16, OnFailure::Retain).expect("open");
+    let v2 = codec::encode_after(&[VERSIONED, 2], &ShardRecordV2::Pair(pair("3", "b")))
+        .expect("encodes");
+    let wal = Wal::open(&old.join("shard-005"), 1, 16, OnFailure::Retain).expect("open");
     wal.append(vec![(1, v1), (2, v2)])
         .expect("queue")
         .await
         .expect("written")
         .expect("durable");
-    drop(engine);
+    for i in 0..8 {
+        fs::create_dir_all(old.join(format!("shard-{i:03}"))).expect("log dir");
+    }
 
     let (engine, _store, report) = restore(dir.path()).await;
+    assert!(report.migrated);
     assert_eq!((report.catalog_records, report.pair_records), (3, 2));
     let total = entry_named(&engine, "total");
     assert_eq!(total.achievement.rules.allowed_lateness_secs, None);
     assert_eq!(progress(&engine, &total, "ann").await, dec("5"));
     let dup = increase(&engine, &total, "ann", "2", None, "a").await;
+    assert_eq!(dup.outcome, Outcome::Duplicate);
+    // The old files are gone; the migration's snapshot holds everything.
+    assert!(!old.exists());
+    let more = increase(&engine, &total, "ann", "1", None, "c").await;
+    assert_eq!(more.outcome, Outcome::Applied);
+
+    let (engine, _store, report) = restore(dir.path()).await;
+    assert!(!report.migrated);
+    assert_eq!(
+        (report.pairs, report.catalog_records, report.pair_records),
+        (1, 0, 1)
+    );
+    assert_eq!(progress(&engine, &total, "ann").await, dec("6"));
+    let dup = increase(&engine, &total, "ann", "3", None, "b").await;
     assert_eq!(dup.outcome, Outcome::Duplicate);
 }

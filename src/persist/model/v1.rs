@@ -1,16 +1,15 @@
-//! On-disk types, version 1: what snapshots and log records hold.
-//!
-//! Owns: plain encodings of the engine's state (a decimal as its 16-byte
-//! form, an instant as seconds + nanoseconds, enums as small numbers) and the
-//! conversions to and from the domain and engine types. They are separate from
-//! the domain types so the domain can change without breaking old files: a
-//! new format version adds new types here and keeps these readers.
+//! On-disk types of version 1, most of which later versions still use:
+//! plain encodings of the engine's state (a decimal as its 16-byte form, an
+//! instant as seconds + nanoseconds, enums as small numbers) and their
+//! conversions to and from the domain and engine types.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::v2::CatalogV2;
+use super::{bad, ModelError};
 use crate::domain::catalog::{ApiKeyInfo, Application, Campaign, CampaignState};
 use crate::domain::effects::Effect;
 use crate::domain::period::PeriodEnd;
@@ -20,15 +19,7 @@ use crate::domain::{
     CustomerId, EventId, Increase, Iteration, ProgressStatus, ProgressTrackerId, RecurrencePolicy,
 };
 use crate::engine::catalog::{CatalogRecord, CatalogState};
-
-/// Why stored data could not be turned back into state.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid stored data: {0}")]
-pub struct ModelError(pub String);
-
-fn bad(what: impl Into<String>) -> ModelError {
-    ModelError(what.into())
-}
+use crate::engine::log::{ChangeOp, ChangeOpRef, PairChange, PairChangeRef};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DecimalV1(pub [u8; 16]);
@@ -250,47 +241,23 @@ pub enum PairOpRefV1<'a> {
     },
 }
 
-impl<'a> PairRecordRefV1<'a> {
-    /// The record of an increase.
-    pub fn increase(
-        achievement: AchievementId,
-        customer: &'a CustomerId,
-        pair_number: u64,
-        now: DateTime<Utc>,
-        campaign_running: bool,
-        inc: &'a Increase,
-    ) -> Self {
+impl<'a> From<&PairChangeRef<'a>> for PairRecordRefV1<'a> {
+    fn from(c: &PairChangeRef<'a>) -> Self {
         PairRecordRefV1 {
-            achievement: achievement.0,
-            customer: customer.as_str(),
-            pair_number,
-            now: now.into(),
-            campaign_running,
-            op: PairOpRefV1::Increase {
-                delta: inc.delta.into(),
-                at: inc.at.map(Into::into),
-                event_id: inc.event_id.as_ref().map(EventId::as_str),
-            },
-        }
-    }
-
-    /// The record of a rollback.
-    pub fn rollback(
-        achievement: AchievementId,
-        customer: &'a CustomerId,
-        pair_number: u64,
-        now: DateTime<Utc>,
-        campaign_running: bool,
-        event_id: &'a EventId,
-    ) -> Self {
-        PairRecordRefV1 {
-            achievement: achievement.0,
-            customer: customer.as_str(),
-            pair_number,
-            now: now.into(),
-            campaign_running,
-            op: PairOpRefV1::Rollback {
-                event_id: event_id.as_str(),
+            achievement: c.achievement.0,
+            customer: c.customer.as_str(),
+            pair_number: c.pair_number,
+            now: c.now.into(),
+            campaign_running: c.campaign_running,
+            op: match c.op {
+                ChangeOpRef::Increase(inc) => PairOpRefV1::Increase {
+                    delta: inc.delta.into(),
+                    at: inc.at.map(Into::into),
+                    event_id: inc.event_id.as_ref().map(EventId::as_str),
+                },
+                ChangeOpRef::Rollback(id) => PairOpRefV1::Rollback {
+                    event_id: id.as_str(),
+                },
             },
         }
     }
@@ -727,25 +694,8 @@ impl TrackerV1 {
     }
 }
 
-/// A pair record as the engine uses it.
-#[derive(Debug, Clone)]
-pub struct PairRecord {
-    pub achievement: AchievementId,
-    pub customer: CustomerId,
-    pub pair_number: u64,
-    pub now: DateTime<Utc>,
-    pub campaign_running: bool,
-    pub op: PairRecordOp,
-}
-
-#[derive(Debug, Clone)]
-pub enum PairRecordOp {
-    Increase(Increase),
-    Rollback(EventId),
-}
-
-impl From<&PairRecord> for PairRecordV1 {
-    fn from(r: &PairRecord) -> Self {
+impl From<&PairChange> for PairRecordV1 {
+    fn from(r: &PairChange) -> Self {
         PairRecordV1 {
             achievement: r.achievement.0,
             customer: r.customer.as_str().to_string(),
@@ -753,12 +703,12 @@ impl From<&PairRecord> for PairRecordV1 {
             now: r.now.into(),
             campaign_running: r.campaign_running,
             op: match &r.op {
-                PairRecordOp::Increase(inc) => PairOpV1::Increase {
+                ChangeOp::Increase(inc) => PairOpV1::Increase {
                     delta: inc.delta.into(),
                     at: inc.at.map(Into::into),
                     event_id: inc.event_id.as_ref().map(|e| e.as_str().to_string()),
                 },
-                PairRecordOp::Rollback(id) => PairOpV1::Rollback {
+                ChangeOp::Rollback(id) => PairOpV1::Rollback {
                     event_id: id.as_str().to_string(),
                 },
             },
@@ -767,9 +717,9 @@ impl From<&PairRecord> for PairRecordV1 {
 }
 
 impl PairRecordV1 {
-    pub fn to_record(&self) -> Result<PairRecord, ModelError> {
+    pub fn to_change(&self) -> Result<PairChange, ModelError> {
         let event = |s: &str| EventId::parse(s, "/eventId").map_err(|e| bad(e.message));
-        Ok(PairRecord {
+        Ok(PairChange {
             achievement: AchievementId(self.achievement),
             customer: CustomerId::parse(&self.customer, "/integrationId")
                 .map_err(|e| bad(e.message))?,
@@ -781,22 +731,13 @@ impl PairRecordV1 {
                     delta,
                     at,
                     event_id,
-                } => PairRecordOp::Increase(Increase {
+                } => ChangeOp::Increase(Increase {
                     delta: (*delta).into(),
                     at: opt_time(*at)?,
                     event_id: event_id.as_deref().map(event).transpose()?,
                 }),
-                PairOpV1::Rollback { event_id } => PairRecordOp::Rollback(event(event_id)?),
+                PairOpV1::Rollback { event_id } => ChangeOp::Rollback(event(event_id)?),
             },
         })
     }
 }
-
-pub mod v2;
-pub use v2::{
-    decode_catalog_record, decode_shard_record, encode_record, AchievementV2, CatalogRecordV2,
-    CatalogV2, EraseV2, Erasure, ShardRecord, ShardRecordRefV2, ShardRecordV2,
-};
-
-#[cfg(test)]
-mod tests;

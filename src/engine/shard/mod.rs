@@ -1,0 +1,343 @@
+//! A shard: the supervisor of the partitions it runs and of their pairs.
+//!
+//! Owns: the `Shard` actor, its partitions (`partition`), the hot path (a
+//! pair's message served here or by an activated actor, batches), activation
+//! and passivation, and its timers. Reads, exports, removals and erasures are
+//! in `reads`; snapshots, loads and replay in `restore`. Several shards may
+//! share an actix arbiter; every pair of a partition lives in one shard.
+
+mod partition;
+mod reads;
+mod restore;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+pub use partition::Hasher;
+use partition::{Partition, Slot};
+pub use reads::{DropAchievement, EraseCustomer, ExportKeys, ExportRows, ReadCustomer};
+pub use restore::{
+    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
+    SnapshotChunk, SnapshotStart,
+};
+
+use super::actor::{PairActor, Passivate};
+use super::catalog::AchievementEntry;
+use super::error::EngineError;
+use super::log::{Commit, PairChangeRef, PartitionId, Position};
+use super::pair::{respond, run_op, OpKind, OpRef, PairCell, PairKey, PairMessage, Pending, Step};
+use super::shard_log::ShardLog;
+use super::timers::Timers;
+use super::Shared;
+use crate::domain::{EventResult, Reason};
+
+/// How often the shard fires due timers and looks for idle actors.
+const TICK: Duration = Duration::from_millis(500);
+
+/// A pair gets an actor when a message follows its previous one this soon.
+const ACTIVATE_WITHIN: Duration = Duration::from_secs(1);
+
+/// The supervisor actor of one shard.
+pub struct Shard {
+    index: usize,
+    /// How many shards the engine runs: partition `p` is here when
+    /// `p % shards == index`, at `partitions[p / shards]`.
+    shards: usize,
+    partitions: Vec<Partition>,
+    /// Pairs with an actor, and their partitions.
+    active: HashMap<PairKey, PartitionId, Hasher>,
+    /// Period ends of every pair of the shard, active or passive.
+    timers: Rc<RefCell<Timers>>,
+    log: Rc<ShardLog>,
+    shared: Arc<Shared>,
+}
+
+impl Shard {
+    pub fn new(index: usize, shards: usize, partitions: u32, shared: Arc<Shared>) -> Shard {
+        let local = (partitions as usize)
+            .saturating_sub(index)
+            .div_ceil(shards.max(1));
+        Shard {
+            index,
+            shards: shards.max(1),
+            partitions: (0..local).map(|_| Partition::default()).collect(),
+            active: HashMap::default(),
+            timers: Rc::default(),
+            log: ShardLog::new(),
+            shared,
+        }
+    }
+
+    fn part(&self, p: PartitionId) -> Result<&Partition, EngineError> {
+        self.partitions
+            .get(p.0 as usize / self.shards)
+            .filter(|_| p.0 as usize % self.shards == self.index)
+            .ok_or(EngineError::Internal(
+                "a partition was sent to the wrong shard",
+            ))
+    }
+
+    fn part_mut(&mut self, p: PartitionId) -> Result<&mut Partition, EngineError> {
+        let shards = self.shards;
+        if p.0 as usize % shards != self.index {
+            return Err(EngineError::Internal(
+                "a partition was sent to the wrong shard",
+            ));
+        }
+        self.partitions
+            .get_mut(p.0 as usize / shards)
+            .ok_or(EngineError::Internal(
+                "a partition was sent to the wrong shard",
+            ))
+    }
+
+    /// After a step on the pair at `index` of a partition: keeps a new pair
+    /// only if it has progress, counts a pair that has progress again
+    /// (`was_empty`: new, or erased before), and files its timer.
+    fn settle(&mut self, p: PartitionId, index: usize, created: bool, was_empty: bool) {
+        let Ok(part) = self.part_mut(p) else {
+            return;
+        };
+        let Some((_, slot)) = part.pairs.get_index(index) else {
+            return;
+        };
+        let keep = slot.cell.tracker.borrow().has_progress();
+        if created && !keep {
+            // The new slot is the last one, so removing it moves nothing.
+            part.pairs.swap_remove_index(index);
+            return;
+        }
+        let cell = slot.cell.clone();
+        if was_empty && keep {
+            self.shared.stats.pair_added(self.index);
+        }
+        self.timers.borrow_mut().arm(&cell);
+    }
+
+    /// Runs an operation on a pair in this shard's thread. Returns the
+    /// pair's cell (if it exists after the step) with the step.
+    fn run_inline<'a>(
+        &mut self,
+        op: OpRef<'a>,
+        now: DateTime<Utc>,
+    ) -> (Option<Rc<PairCell>>, Result<Step<'a>, EngineError>) {
+        let shared = self.shared.clone();
+        let part = match self.part_mut(op.partition) {
+            Ok(part) => part,
+            Err(e) => return (None, Err(e)),
+        };
+        if matches!(op.kind, OpKind::Rollback(_)) && !part.pairs.contains_key(op.key) {
+            let step = Step {
+                result: EventResult::rejected(Reason::UnknownEvent),
+                change: None,
+                wait: Position(0),
+            };
+            return (None, Ok(step));
+        }
+        let (index, created) = part.ensure(op.key, || shared.next_pair_number());
+        let cell = part.pairs[index].cell.clone();
+        let was_empty = created || !cell.tracker.borrow().has_progress();
+        let step = run_op(&cell, op, &self.shared, &self.log, now);
+        self.settle(op.partition, index, created, was_empty);
+        let kept = self
+            .part(op.partition)
+            .is_ok_and(|part| part.pairs.contains_key(op.key));
+        (kept.then_some(cell), step)
+    }
+
+    fn activate(&mut self, key: &PairKey, p: PartitionId, ctx: &mut Context<Self>) {
+        let (shared, log, timers) = (self.shared.clone(), self.log.clone(), self.timers.clone());
+        let Ok(part) = self.part_mut(p) else {
+            return;
+        };
+        let Some(slot) = part.pairs.get_mut(key) else {
+            return;
+        };
+        if slot.actor.is_some() {
+            return;
+        }
+        let actor = PairActor::new(
+            key.clone(),
+            slot.cell.clone(),
+            shared.clone(),
+            log,
+            timers,
+            ctx.address(),
+        )
+        .start();
+        shared.stats.actor_started();
+        slot.actor = Some(actor.clone());
+        self.active.insert(key.clone(), p);
+        self.shared.routes.insert(key.clone(), actor);
+    }
+
+    fn deactivate(&mut self, key: &PairKey) -> Option<Addr<PairActor>> {
+        let p = self.active.remove(key)?;
+        self.shared.routes.remove(key);
+        self.part_mut(p).ok()?.pairs.get_mut(key)?.actor.take()
+    }
+
+    fn on_tick(&mut self) {
+        let expired = self.timers.borrow_mut().fire(self.shared.clock.now());
+        self.shared.stats.count_expiries(expired);
+        let idle_after = self.shared.idle_after;
+        let idle: Vec<PairKey> = self
+            .active
+            .iter()
+            .filter(|(k, p)| {
+                self.part(**p)
+                    .ok()
+                    .and_then(|part| part.pairs.get(*k))
+                    .is_none_or(|s| s.cell.last_active.get().elapsed() >= idle_after)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            if let Some(actor) = self.deactivate(&key) {
+                actor.do_send(Passivate);
+                self.shared.stats.count_passivation();
+            }
+        }
+    }
+}
+
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Admission control in `Engine` bounds what is queued here; the
+        // mailbox must never make a sender wait below that bound.
+        ctx.set_mailbox_capacity(self.shared.queue_capacity + 64);
+        ctx.run_interval(TICK, |shard, _| shard.on_tick());
+    }
+}
+
+impl Handler<PairMessage> for Shard {
+    type Result = Result<Pending, EngineError>;
+
+    fn handle(&mut self, msg: PairMessage, ctx: &mut Self::Context) -> Self::Result {
+        // A pair whose previous message came within `ACTIVATE_WITHIN` is hot:
+        // it gets an actor, so its next messages skip the shard. Cold pairs
+        // are served here without one, which keeps scattered traffic over
+        // millions of pairs from creating an actor per event.
+        let hot = self
+            .part(msg.partition)?
+            .pairs
+            .get(&msg.key)
+            .is_some_and(|s| s.cell.last_active.get().elapsed() < ACTIVATE_WITHIN);
+        let (cell, step) = self.run_inline(msg.as_ref(), self.shared.clock.now());
+        if matches!(step, Err(EngineError::Internal(_))) {
+            if let Some(actor) = self.deactivate(&msg.key) {
+                actor.do_send(Passivate);
+            }
+        } else if hot && cell.is_some() {
+            self.activate(&msg.key, msg.partition, ctx);
+        }
+        match cell {
+            Some(cell) => respond(step, &cell, msg.partition, &self.log),
+            // No pair (a rollback of an unknown pair, or a rejected first
+            // event): nothing to log, nothing to wait for.
+            None => step.map(|s| (s.result, None)),
+        }
+    }
+}
+
+/// Applied changes of one partition, in order, with their pairs' cells.
+type Changes<'a> = Vec<(PairChangeRef<'a>, Rc<PairCell>)>;
+
+/// Many increases for pairs of this shard, applied in order without
+/// activating actors (bulk traffic would otherwise fill memory with actors),
+/// made durable together.
+pub struct PairBatch {
+    /// The achievements the ops refer to (by position).
+    pub entries: Vec<Arc<AchievementEntry>>,
+    pub ops: Vec<(PairKey, PartitionId, OpKind, usize)>,
+}
+
+impl Message for PairBatch {
+    /// Every answer, and what to wait for before using them.
+    type Result = Result<(Vec<Result<EventResult, EngineError>>, Option<Commit>), EngineError>;
+}
+
+impl Handler<PairBatch> for Shard {
+    type Result = Result<(Vec<Result<EventResult, EngineError>>, Option<Commit>), EngineError>;
+
+    fn handle(&mut self, batch: PairBatch, _: &mut Self::Context) -> Self::Result {
+        // Changes by partition, in order; the most each partition must wait
+        // for (duplicates of changes still on their way to the log).
+        let mut changes: Vec<(PartitionId, Changes<'_>)> = Vec::new();
+        let mut waits: Vec<(PartitionId, Position)> = Vec::new();
+        // One arrival time for the whole batch (it arrived at once).
+        let now = self.shared.clock.now();
+        let results: Vec<_> = batch
+            .ops
+            .iter()
+            .map(|(key, partition, kind, entry)| {
+                let op = OpRef {
+                    key,
+                    partition: *partition,
+                    entry: &batch.entries[*entry],
+                    kind,
+                };
+                let (cell, step) = self.run_inline(op, now);
+                step.map(|step| {
+                    if let (Some(change), Some(cell)) = (step.change, cell) {
+                        match changes.iter_mut().find(|(p, _)| p == partition) {
+                            Some((_, list)) => list.push((change, cell)),
+                            None => changes.push((*partition, vec![(change, cell)])),
+                        }
+                    } else if step.wait.0 > 0 {
+                        match waits.iter_mut().find(|(p, _)| p == partition) {
+                            Some((_, w)) => *w = (*w).max(step.wait),
+                            None => waits.push((*partition, step.wait)),
+                        }
+                    }
+                    step.result
+                })
+            })
+            .collect();
+        let mut commits = Vec::new();
+        for (partition, list) in &changes {
+            let refs: Vec<(PairChangeRef<'_>, &PairCell)> =
+                list.iter().map(|(c, cell)| (*c, cell.as_ref())).collect();
+            commits.extend(self.log.append_changes(*partition, &refs)?);
+        }
+        for (partition, wait) in waits {
+            commits.extend(self.log.durable(partition, wait)?);
+        }
+        let commit = match commits.len() {
+            0 => None,
+            1 => commits.pop(),
+            _ => Some(Commit::new(async move {
+                for c in commits {
+                    c.await?;
+                }
+                Ok(())
+            })),
+        };
+        Ok((results, commit))
+    }
+}
+
+/// An actor that panicked asks its supervisor to drop it.
+pub struct Deactivated {
+    pub key: PairKey,
+}
+
+impl Message for Deactivated {
+    type Result = ();
+}
+
+impl Handler<Deactivated> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deactivated, _: &mut Self::Context) {
+        self.deactivate(&msg.key);
+    }
+}

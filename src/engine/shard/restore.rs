@@ -1,0 +1,261 @@
+//! A shard's part of snapshots and restores: walking a partition's pairs in
+//! chunks while traffic flows, loading pairs, replaying log records, and
+//! attaching the log.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::Shard;
+use crate::domain::tracker::TrackerParts;
+use crate::domain::PairTracker;
+use crate::engine::catalog::AchievementEntry;
+use crate::engine::error::EngineError;
+use crate::engine::log::{ChangeOp, Erasure, Log, PairChange, PartitionId, Position};
+use crate::engine::pair::{apply_op, OpKind, OpRef, PairCell, PairKey};
+
+/// One pair as a snapshot holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairImage {
+    pub key: PairKey,
+    /// The position of its last change in its partition's stream.
+    pub last: Position,
+    pub tracker: TrackerParts,
+}
+
+/// Starts a snapshot of one partition: the position from which records may
+/// be missing from the snapshot, the number of pairs, and a token that later
+/// chunks check.
+pub struct SnapshotBegin {
+    pub partition: PartitionId,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotStart {
+    pub next: Position,
+    pub pairs: usize,
+    pub token: u64,
+}
+
+impl Message for SnapshotBegin {
+    type Result = Result<SnapshotStart, EngineError>;
+}
+
+impl Handler<SnapshotBegin> for Shard {
+    type Result = Result<SnapshotStart, EngineError>;
+
+    fn handle(&mut self, msg: SnapshotBegin, _: &mut Self::Context) -> Self::Result {
+        let next = self.log.next_position(msg.partition);
+        let part = self.part_mut(msg.partition)?;
+        // Erased pairs leave empty slots so that erasing never moves the
+        // positions a snapshot in progress walks; they go here, before this
+        // snapshot starts walking.
+        part.purge_empty();
+        Ok(SnapshotStart {
+            next,
+            pairs: part.pairs.len(),
+            token: part.removals,
+        })
+    }
+}
+
+/// Copies up to `max` pairs of a partition from position `from`; traffic is
+/// served between chunks, so a large partition never stalls its shard.
+pub struct SnapshotChunk {
+    pub partition: PartitionId,
+    pub from: usize,
+    pub max: usize,
+    pub token: u64,
+}
+
+pub struct Chunk {
+    pub pairs: Vec<PairImage>,
+    pub next: usize,
+    pub done: bool,
+}
+
+impl Message for SnapshotChunk {
+    type Result = Result<Chunk, EngineError>;
+}
+
+impl Handler<SnapshotChunk> for Shard {
+    type Result = Result<Chunk, EngineError>;
+
+    fn handle(&mut self, msg: SnapshotChunk, _: &mut Self::Context) -> Self::Result {
+        let part = self.part(msg.partition)?;
+        if msg.token != part.removals {
+            return Err(EngineError::Unavailable(
+                "pairs were removed during the snapshot; retry it",
+            ));
+        }
+        let end = (msg.from + msg.max).min(part.pairs.len());
+        let pairs = part
+            .pairs
+            .get_range(msg.from.min(end)..end)
+            .into_iter()
+            .flat_map(|slice| slice.iter())
+            // Erased pairs (empty slots) are not part of the state.
+            .filter(|(_, slot)| slot.cell.tracker.borrow().has_progress())
+            .map(|(key, slot)| PairImage {
+                key: key.clone(),
+                last: slot.cell.last.get(),
+                tracker: slot.cell.tracker.borrow().to_parts(),
+            })
+            .collect();
+        Ok(Chunk {
+            pairs,
+            next: end,
+            done: end >= part.pairs.len(),
+        })
+    }
+}
+
+/// Makes room for the pairs a restore will load into each partition (no
+/// rehashing as they grow).
+pub struct ReservePairs {
+    pub per_partition: usize,
+}
+
+impl Message for ReservePairs {
+    type Result = ();
+}
+
+impl Handler<ReservePairs> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReservePairs, _: &mut Self::Context) {
+        for part in &mut self.partitions {
+            part.pairs.reserve(msg.per_partition);
+        }
+    }
+}
+
+/// Pairs of one partition restored from a snapshot.
+pub struct LoadPairs {
+    pub partition: PartitionId,
+    pub pairs: Vec<PairImage>,
+}
+
+impl Message for LoadPairs {
+    type Result = Result<(), EngineError>;
+}
+
+impl Handler<LoadPairs> for Shard {
+    type Result = Result<(), EngineError>;
+
+    fn handle(&mut self, msg: LoadPairs, _: &mut Self::Context) -> Self::Result {
+        let timers = self.timers.clone();
+        let mut added = 0;
+        let part = self.part_mut(msg.partition)?;
+        for image in msg.pairs {
+            let cell = PairCell::new(PairTracker::from_parts(image.tracker));
+            cell.last.set(image.last);
+            timers.borrow_mut().arm(&cell);
+            let slot = super::Slot { cell, actor: None };
+            if part.pairs.insert(image.key, slot).is_none() {
+                added += 1;
+            }
+        }
+        for _ in 0..added {
+            self.shared.stats.pair_added(self.index);
+        }
+        Ok(())
+    }
+}
+
+/// One record to apply again.
+#[derive(Debug, Clone)]
+pub enum ReplayRecord {
+    Pair(PairChange, Arc<AchievementEntry>),
+    Erase(Erasure),
+}
+
+/// Log records of one partition applied again after a snapshot; records a
+/// pair already holds (its last position is not older) are skipped.
+pub struct Replay {
+    pub partition: PartitionId,
+    pub records: Vec<(Position, ReplayRecord)>,
+}
+
+impl Message for Replay {
+    /// How many records were applied.
+    type Result = Result<usize, EngineError>;
+}
+
+impl Handler<Replay> for Shard {
+    type Result = Result<usize, EngineError>;
+
+    fn handle(&mut self, msg: Replay, _: &mut Self::Context) -> Self::Result {
+        let p = msg.partition;
+        self.part(p)?;
+        let mut applied = 0;
+        for (position, record) in msg.records {
+            let (change, entry) = match record {
+                ReplayRecord::Pair(change, entry) => (change, entry),
+                ReplayRecord::Erase(erasure) => {
+                    let part = self.part_mut(p)?;
+                    let erasable =
+                        part.erasable(&erasure.customer, &erasure.achievements, Some(position));
+                    // Replay takes the next number from the record of the
+                    // pair's next progress.
+                    let erased = part.erase(&erasure.customer, &erasable, position, || 0);
+                    for _ in 0..erased {
+                        self.shared.stats.pair_removed(self.index);
+                    }
+                    applied += 1;
+                    continue;
+                }
+            };
+            let key = PairKey {
+                achievement: change.achievement,
+                customer: change.customer.clone(),
+            };
+            let part = self.part_mut(p)?;
+            let (index, created) = part.ensure(&key, || change.pair_number);
+            let cell = part.pairs[index].cell.clone();
+            if cell.last.get() >= position {
+                continue;
+            }
+            let was_empty = created || !cell.tracker.borrow().has_progress();
+            if was_empty {
+                // A pair erased earlier in the log starts again with the
+                // number it was given live.
+                *cell.tracker.borrow_mut() = PairTracker::new(change.pair_number);
+            }
+            let kind = match change.op {
+                ChangeOp::Increase(inc) => OpKind::Increase(inc),
+                ChangeOp::Rollback(id) => OpKind::Rollback(id),
+            };
+            let op = OpRef {
+                key: &key,
+                partition: p,
+                entry: &entry,
+                kind: &kind,
+            };
+            if let Err(e) = apply_op(&cell, op, &self.shared, change.now, change.campaign_running) {
+                tracing::warn!(?position, error = %e, "a log record did not apply again");
+            }
+            cell.last.set(position);
+            applied += 1;
+            self.settle(p, index, created, was_empty);
+        }
+        Ok(applied)
+    }
+}
+
+/// Starts logging.
+pub struct AttachLog {
+    pub log: Arc<dyn Log>,
+}
+
+impl Message for AttachLog {
+    type Result = ();
+}
+
+impl Handler<AttachLog> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachLog, _: &mut Self::Context) {
+        self.log.attach(msg.log);
+    }
+}

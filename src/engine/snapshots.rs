@@ -1,0 +1,109 @@
+//! The engine's side of snapshots and restores, for whoever stores them
+//! (`persist`): attach a log, read the catalog at a log position, walk a
+//! partition's pairs, load pairs and replay records into a partition.
+//! Everything goes through these methods, never the shards' messages.
+
+use std::sync::Arc;
+
+use super::catalog::CatalogState;
+use super::error::EngineError;
+use super::log::{Log, PartitionId, Position, Stream};
+use super::shard::{
+    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
+    SnapshotChunk, SnapshotStart,
+};
+use super::{shard_gone, Engine};
+
+impl Engine {
+    /// Starts logging every change to `log` (after a restore).
+    pub async fn attach_log(&self, log: Arc<dyn Log>) -> Result<(), EngineError> {
+        let _serial = self.catalog_writer.lock().await;
+        *self.log.write().unwrap_or_else(|e| e.into_inner()) = Some(log.clone());
+        for shard in self.shards.iter() {
+            shard
+                .send(AttachLog { log: log.clone() })
+                .await
+                .map_err(shard_gone)?;
+        }
+        Ok(())
+    }
+
+    /// The catalog as of a position of its stream: every change below it is
+    /// included, none from it on. Blocking (call it off the arbiters).
+    pub fn catalog_at_position(&self) -> (CatalogState, Position) {
+        let _serial = self.catalog_writer.blocking_lock();
+        let position = self
+            .log()
+            .map_or(Position(0), |log| log.next_position(Stream::Catalog));
+        (self.catalog.read().clone(), position)
+    }
+
+    /// Starts a snapshot of a partition (see `SnapshotBegin`).
+    pub async fn snapshot_begin(&self, p: PartitionId) -> Result<SnapshotStart, EngineError> {
+        self.shards[self.shard_of(p)]
+            .send(SnapshotBegin { partition: p })
+            .await
+            .map_err(shard_gone)?
+    }
+
+    /// The next chunk of a partition's pairs in a snapshot.
+    pub async fn snapshot_chunk(
+        &self,
+        p: PartitionId,
+        from: usize,
+        max: usize,
+        token: u64,
+    ) -> Result<Chunk, EngineError> {
+        self.shards[self.shard_of(p)]
+            .send(SnapshotChunk {
+                partition: p,
+                from,
+                max,
+                token,
+            })
+            .await
+            .map_err(shard_gone)?
+    }
+
+    /// Makes room for about this many pairs in every partition.
+    pub async fn reserve_pairs(&self, per_partition: usize) -> Result<(), EngineError> {
+        for shard in self.shards.iter() {
+            shard
+                .send(ReservePairs { per_partition })
+                .await
+                .map_err(shard_gone)?;
+        }
+        Ok(())
+    }
+
+    /// Loads pairs of a partition (from a snapshot).
+    pub async fn load_pairs(
+        &self,
+        p: PartitionId,
+        pairs: Vec<PairImage>,
+    ) -> Result<(), EngineError> {
+        self.shards[self.shard_of(p)]
+            .send(LoadPairs {
+                partition: p,
+                pairs,
+            })
+            .await
+            .map_err(shard_gone)?
+    }
+
+    /// Applies log records of a partition again, in order; returns how many
+    /// applied (records a pair already holds are skipped).
+    pub async fn replay(
+        &self,
+        p: PartitionId,
+        records: Vec<(Position, ReplayRecord)>,
+    ) -> Result<usize, EngineError> {
+        self.shards[self.shard_of(p)]
+            .send(Replay {
+                partition: p,
+                records,
+            })
+            .await
+            .map_err(shard_gone)?
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading a snapshot of any supported version: the prefix and header are
+//! checked first, then the whole body's length and checksum, and only then
+//! is anything decoded, chunk by chunk.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use super::{
+    Header, HeaderV1, HeaderV3, SnapshotError, MAGIC, MAX_SECTION, PREFIX, VERSION_1, VERSION_2,
+    VERSION_3,
+};
+use crate::persist::codec::{self, Crc};
+use crate::persist::model::{CatalogV1, CatalogV2, ChunkV3, PairV1};
+
+fn read_prefix(r: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> {
+    let mut prefix = [0u8; PREFIX];
+    r.read_exact(&mut prefix).map_err(eof_is_truncation)?;
+    if prefix[..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+    let header_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as usize;
+    if !(VERSION_1..=VERSION_3).contains(&version) {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    if header_len > 1 << 20 {
+        return Err(SnapshotError::Decode("header too long".into()));
+    }
+    let mut header = vec![0u8; header_len];
+    r.read_exact(&mut header).map_err(eof_is_truncation)?;
+    let mut crc = [0u8; 4];
+    r.read_exact(&mut crc).map_err(eof_is_truncation)?;
+    if u32::from_le_bytes(crc) != codec::crc32(&header) {
+        return Err(SnapshotError::HeaderChecksum);
+    }
+    Ok((version, header))
+}
+
+fn eof_is_truncation(e: io::Error) -> SnapshotError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        SnapshotError::Truncated
+    } else {
+        SnapshotError::Io(e)
+    }
+}
+
+fn decode_err(e: codec::CodecError) -> SnapshotError {
+    SnapshotError::Decode(e.to_string())
+}
+
+fn decode_header(version: u32, bytes: &[u8]) -> Result<Header, SnapshotError> {
+    let mut header: Header = if version == VERSION_3 {
+        codec::decode_fixed::<HeaderV3>(bytes)
+            .map_err(decode_err)?
+            .into()
+    } else {
+        codec::decode_fixed::<HeaderV1>(bytes)
+            .map_err(decode_err)?
+            .into()
+    };
+    header.version = version;
+    Ok(header)
+}
+
+/// Reads and checks a snapshot's header (not its body).
+pub fn read_header(path: &Path) -> Result<Header, SnapshotError> {
+    let mut r = BufReader::new(File::open(path)?);
+    let (version, header) = read_prefix(&mut r)?;
+    decode_header(version, &header)
+}
+
+/// Reads a whole snapshot after checking it: first a pass that verifies the
+/// length and checksum of the body, then a pass that decodes it, giving each
+/// chunk of pairs to `on_pairs` with its partition (`None` before version
+/// 3). Nothing is decoded from a file that fails its checks.
+pub fn read(
+    path: &Path,
+    mut on_pairs: impl FnMut(Option<u32>, Vec<PairV1>) -> Result<(), SnapshotError>,
+) -> Result<(Header, CatalogV2), SnapshotError> {
+    let file = File::open(path)?;
+    let total = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let (version, raw) = read_prefix(&mut r)?;
+    let header = decode_header(version, &raw)?;
+    let body_start = (PREFIX + raw.len() + 4) as u64;
+    // A corrupt header may claim any length: no overflow, just truncation.
+    let body_end = body_start
+        .checked_add(header.body_len)
+        .ok_or(SnapshotError::Truncated)?;
+    if total < body_end {
+        return Err(SnapshotError::Truncated);
+    }
+    if total > body_end {
+        return Err(SnapshotError::Decode(
+            "trailing bytes after the body".into(),
+        ));
+    }
+    // Pass 1: checksum.
+    let mut crc = Crc::new();
+    let mut left = header.body_len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        r.read_exact(&mut buf[..n]).map_err(eof_is_truncation)?;
+        crc.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if crc.finalize() != header.body_crc {
+        return Err(SnapshotError::Checksum);
+    }
+    // Pass 2: decode.
+    r.seek(SeekFrom::Start(body_start))?;
+    let mut left = header.body_len;
+    let mut next_section = |r: &mut BufReader<File>| -> Result<Option<Vec<u8>>, SnapshotError> {
+        if left == 0 {
+            return Ok(None);
+        }
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len).map_err(eof_is_truncation)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_SECTION || (len as u64 + 4) > left {
+            return Err(SnapshotError::Decode("section length out of range".into()));
+        }
+        let mut bytes = vec![0u8; len];
+        r.read_exact(&mut bytes).map_err(eof_is_truncation)?;
+        left -= 4 + len as u64;
+        Ok(Some(bytes))
+    };
+    let catalog_bytes = next_section(&mut r)?
+        .ok_or_else(|| SnapshotError::Decode("missing catalog section".into()))?;
+    // The catalog's type differs between versions 1 and 2.
+    let catalog: CatalogV2 = if version == VERSION_1 {
+        codec::decode::<CatalogV1>(&catalog_bytes)
+            .map_err(decode_err)?
+            .into()
+    } else {
+        codec::decode(&catalog_bytes).map_err(decode_err)?
+    };
+    let partitions = match &header.covered {
+        super::Covered::Partitions(p) => p.len(),
+        super::Covered::Shards(_) => 0,
+    };
+    let mut pairs = 0u64;
+    while let Some(bytes) = next_section(&mut r)? {
+        let (partition, chunk) = if version == VERSION_3 {
+            let chunk: ChunkV3 = codec::decode(&bytes).map_err(decode_err)?;
+            if chunk.partition as usize >= partitions {
+                return Err(SnapshotError::Decode(format!(
+                    "a chunk of partition {} in a snapshot of {partitions}",
+                    chunk.partition
+                )));
+            }
+            (Some(chunk.partition), chunk.pairs)
+        } else {
+            debug_assert!(version == VERSION_1 || version == VERSION_2);
+            (None, codec::decode(&bytes).map_err(decode_err)?)
+        };
+        pairs += chunk.len() as u64;
+        on_pairs(partition, chunk)?;
+    }
+    if pairs != header.pairs {
+        return Err(SnapshotError::Decode(format!(
+            "header counts {} pairs, body holds {pairs}",
+            header.pairs
+        )));
+    }
+    Ok((header, catalog))
+}

@@ -1,0 +1,141 @@
+//! Writing a snapshot: sections appended to a temporary file as they come,
+//! the header written last in place, then fsync, rename and an fsync of the
+//! directory, so a crash leaves either the whole snapshot or none.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::{file_name, HeaderV3, CURRENT_VERSION, MAGIC, PREFIX};
+use crate::persist::codec::{self, Crc};
+use crate::persist::model::{CatalogV2, ChunkV3};
+
+/// Writes one snapshot.
+pub struct SnapshotWriter {
+    out: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    header_len: usize,
+    crc: Crc,
+    body_len: u64,
+    pairs: u64,
+}
+
+fn header(partitions: usize) -> HeaderV3 {
+    HeaderV3 {
+        created_secs: 0,
+        created_nanos: 0,
+        catalog_position: 0,
+        positions: vec![0; partitions],
+        pair_numbers: 0,
+        pairs: 0,
+        body_len: 0,
+        body_crc: 0,
+    }
+}
+
+impl SnapshotWriter {
+    /// Starts snapshot `id` of an engine with `partitions` partitions.
+    pub fn create(dir: &Path, id: u64, partitions: usize) -> io::Result<SnapshotWriter> {
+        let tmp = dir.join(format!(".snapshot-{id}.tmp"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let placeholder = codec::encode_fixed(&header(partitions)).map_err(io::Error::other)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&MAGIC)?;
+        out.write_all(&CURRENT_VERSION.to_le_bytes())?;
+        out.write_all(&(placeholder.len() as u32).to_le_bytes())?;
+        out.write_all(&placeholder)?;
+        out.write_all(&[0u8; 4])?;
+        Ok(SnapshotWriter {
+            out: Some(out),
+            tmp,
+            path: dir.join(file_name(id)),
+            dir: dir.to_path_buf(),
+            header_len: placeholder.len(),
+            crc: Crc::new(),
+            body_len: 0,
+            pairs: 0,
+        })
+    }
+
+    fn section(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let len = (bytes.len() as u32).to_le_bytes();
+        self.crc.update(&len);
+        self.crc.update(bytes);
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("snapshot already finished"))?;
+        out.write_all(&len)?;
+        out.write_all(bytes)?;
+        self.body_len += 4 + bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn write_catalog(&mut self, catalog: &CatalogV2) -> io::Result<()> {
+        let bytes = codec::encode(catalog).map_err(io::Error::other)?;
+        self.section(&bytes)
+    }
+
+    /// Writes a chunk of one partition's pairs.
+    pub fn write_chunk(&mut self, chunk: &ChunkV3) -> io::Result<()> {
+        let bytes = codec::encode(chunk).map_err(io::Error::other)?;
+        self.pairs += chunk.pairs.len() as u64;
+        self.section(&bytes)
+    }
+
+    /// Seals the snapshot: header, fsync, rename, fsync of the directory.
+    /// `positions` has one entry per partition. Returns the final path, its
+    /// size and the number of pairs.
+    pub fn finish(
+        mut self,
+        created: DateTime<Utc>,
+        catalog_position: u64,
+        positions: Vec<u64>,
+        pair_numbers: u64,
+    ) -> io::Result<(PathBuf, u64, u64)> {
+        let header = HeaderV3 {
+            created_secs: created.timestamp(),
+            created_nanos: created.timestamp_subsec_nanos(),
+            catalog_position,
+            positions,
+            pair_numbers,
+            pairs: self.pairs,
+            body_len: self.body_len,
+            body_crc: self.crc.clone().finalize(),
+        };
+        let bytes = codec::encode_fixed(&header).map_err(io::Error::other)?;
+        if bytes.len() != self.header_len {
+            return Err(io::Error::other("snapshot header changed size"));
+        }
+        let mut out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot already finished"))?;
+        out.flush()?;
+        let mut file = out.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(PREFIX as u64))?;
+        file.write_all(&bytes)?;
+        file.write_all(&codec::crc32(&bytes).to_le_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.tmp, &self.path)?;
+        File::open(&self.dir)?.sync_all()?;
+        let size = (PREFIX + self.header_len + 4) as u64 + self.body_len;
+        Ok((self.path.clone(), size, self.pairs))
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // An abandoned write leaves no temporary file (a no-op after rename).
+        let _ = fs::remove_file(&self.tmp);
+    }
+}

@@ -1,0 +1,578 @@
+//! Restoring the engine from the data directory: the newest valid snapshot,
+//! then the log after it, then the log opened for appending. A directory of
+//! the earlier layout (logs by shard under `wal/`, snapshots of version 1 or
+//! 2) is restored the same way, its records routed to their partitions, and
+//! then migrated: a partitioned snapshot is taken, the directory is marked
+//! (`partitions`), and the old files are removed.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_executor::block_on;
+
+use super::{
+    legacy_dir, log_dir, shard_dir, shard_logs, stored_partitions, write_partitions, Progress,
+    RestoreReport, SnapshotInfo, Store, StoreError, BATCH, IN_FLIGHT,
+};
+use crate::domain::CustomerId;
+use crate::engine::catalog::CatalogState;
+use crate::engine::log::{LogError, PartitionId, Position, Record, Stream};
+use crate::engine::pair::PairKey;
+use crate::engine::shard::{PairImage, ReplayRecord};
+use crate::engine::Engine;
+use crate::persist::file_log::{self, FileLog};
+use crate::persist::model::{decode_shard_record, PairV1};
+use crate::persist::snapshot::{self, Covered, Header, VERSION_3};
+use crate::persist::wal;
+
+/// What a restore loaded, and where the logs continue.
+struct Loaded {
+    snapshot: Option<SnapshotInfo>,
+    catalog_next: u64,
+    /// The next LSN of each shard's log.
+    shard_next: Vec<u64>,
+}
+
+fn bad_record(what: &str, position: u64, why: impl ToString) -> StoreError {
+    StoreError::Record {
+        what: what.to_string(),
+        position,
+        why: why.to_string(),
+    }
+}
+
+impl Store {
+    /// Restores the newest valid snapshot and replays the log after it,
+    /// migrating a directory of the earlier layout, then opens the log for
+    /// appending. Blocking; call it off the arbiters.
+    pub fn restore(
+        engine: &Engine,
+        dir: &Path,
+        keep: usize,
+    ) -> Result<(Store, RestoreReport), StoreError> {
+        let span = tracing::info_span!(
+            "restore",
+            dir = %dir.display(),
+            snapshot = tracing::field::Empty,
+            pairs = tracing::field::Empty,
+            pair_records = tracing::field::Empty,
+            millis = tracing::field::Empty,
+        )
+        .entered();
+        let started = Instant::now();
+        let shards = engine.shard_count();
+        super::check_dir(dir, shards)?;
+        snapshot::remove_temporaries(dir)?;
+        let stored = stored_partitions(dir)?;
+        if let Some(stored) = stored.filter(|s| *s != engine.partitions()) {
+            return Err(StoreError::Partitions {
+                path: dir.to_path_buf(),
+                stored,
+                configured: engine.partitions(),
+            });
+        }
+        let legacy = stored.is_none() && has_legacy_files(dir)?;
+        if stored.is_some() {
+            // A migration that stopped after marking the directory.
+            remove_legacy(dir)?;
+        }
+        let mut report = RestoreReport::default();
+        let loaded = if legacy {
+            tracing::info!(
+                "the data directory has the earlier layout (logs by shard): migrating it"
+            );
+            restore_legacy(engine, dir, &mut report)?
+        } else {
+            restore_partitioned(engine, dir, &mut report)?
+        };
+        let shard_dirs: Vec<_> = (0..shards)
+            .map(|i| (shard_dir(&log_dir(dir), i), loaded.shard_next[i]))
+            .collect();
+        let log = Arc::new(FileLog::open(
+            &log_dir(dir).join("catalog"),
+            loaded.catalog_next,
+            &shard_dirs,
+        )?);
+        block_on(engine.attach_log(log.clone()))?;
+        let store = Store {
+            dir: dir.to_path_buf(),
+            keep: keep.max(1),
+            log,
+            one_at_a_time: Mutex::new(()),
+            restored: RestoreReport::default(),
+            last_snapshot: Mutex::new(loaded.snapshot),
+            snapshots: AtomicU64::new(0),
+            snapshot_failures: AtomicU64::new(0),
+        };
+        if legacy {
+            // Everything restored goes into a partitioned snapshot before the
+            // directory is marked; until then a restart migrates again.
+            store.snapshot(engine)?;
+            write_partitions(dir, engine.partitions())?;
+            remove_legacy(dir)?;
+            report.migrated = true;
+            tracing::info!(partitions = engine.partitions(), "data directory migrated");
+        } else if stored.is_none() {
+            write_partitions(dir, engine.partitions())?;
+        }
+        report.duration = started.elapsed();
+        span.record("pairs", report.pairs);
+        span.record("pair_records", report.pair_records);
+        span.record("millis", report.duration.as_millis() as u64);
+        tracing::info!(
+            snapshot = ?report.snapshot,
+            pairs = report.pairs,
+            catalog_records = report.catalog_records,
+            pair_records = report.pair_records,
+            migrated = report.migrated,
+            millis = report.duration.as_millis() as u64,
+            "restore finished"
+        );
+        let store = Store {
+            restored: report.clone(),
+            ..store
+        };
+        Ok((store, report))
+    }
+}
+
+/// Whether a directory holds files of the earlier layout: logs by shard, or
+/// snapshots of version 1 or 2.
+fn has_legacy_files(dir: &Path) -> Result<bool, StoreError> {
+    if legacy_dir(dir).exists() {
+        return Ok(true);
+    }
+    Ok(snapshot::list(dir)?
+        .iter()
+        .any(|f| snapshot::read_header(&f.path).is_ok_and(|h| h.version < VERSION_3)))
+}
+
+/// Removes the files of the earlier layout: its logs and its snapshots.
+fn remove_legacy(dir: &Path) -> Result<(), StoreError> {
+    let old = legacy_dir(dir);
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    for file in snapshot::list(dir)? {
+        if snapshot::read_header(&file.path).is_ok_and(|h| h.version < VERSION_3) {
+            fs::remove_file(&file.path)?;
+        }
+    }
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// A snapshot's contents.
+struct Image {
+    id: u64,
+    header: Header,
+    catalog: CatalogState,
+    chunks: Vec<(Option<u32>, Vec<PairV1>)>,
+    bytes: u64,
+}
+
+/// The newest snapshot that passes its checks and that `usable` accepts.
+fn newest_snapshot(
+    dir: &Path,
+    report: &mut RestoreReport,
+    usable: impl Fn(&Header) -> Result<(), String>,
+) -> Result<Option<Image>, StoreError> {
+    for file in snapshot::list(dir)?.iter().rev() {
+        let total = snapshot::read_header(&file.path).ok().map(|h| h.pairs);
+        let mut progress = Progress::new("snapshot pairs read", total);
+        let mut chunks = Vec::new();
+        let result = snapshot::read(&file.path, |partition, chunk| {
+            progress.advance(chunk.len() as u64);
+            chunks.push((partition, chunk));
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|(header, catalog)| {
+            usable(&header)?;
+            let state = catalog.to_state().map_err(|e| e.to_string())?;
+            Ok((header, state))
+        });
+        match result {
+            Ok((header, catalog)) => {
+                tracing::info!(id = file.id, pairs = header.pairs, "restoring snapshot");
+                report.snapshot = Some(file.id);
+                return Ok(Some(Image {
+                    id: file.id,
+                    header,
+                    catalog,
+                    chunks,
+                    bytes: fs::metadata(&file.path).map_or(0, |m| m.len()),
+                }));
+            }
+            Err(why) => {
+                tracing::error!(path = %file.path.display(), error = %why, "skipping an unreadable snapshot");
+                report.skipped_snapshots.push((file.id, why));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Installs a snapshot's catalog and pair counter; returns its info.
+fn install(engine: &Engine, image: &mut Option<Image>) -> Option<SnapshotInfo> {
+    let (catalog, info) = match image.as_mut() {
+        Some(i) => (
+            std::mem::take(&mut i.catalog),
+            Some(SnapshotInfo {
+                id: i.id,
+                created: i.header.created(),
+                pairs: i.header.pairs,
+                bytes: i.bytes,
+                duration: None,
+            }),
+        ),
+        None => (CatalogState::default(), None),
+    };
+    if let Some(i) = image.as_ref() {
+        engine.shared().raise_pair_numbers(i.header.pair_numbers);
+    }
+    engine.catalog.replace(catalog);
+    info
+}
+
+/// Replays the catalog's log from `from`; returns the next LSN.
+fn replay_catalog(
+    engine: &Engine,
+    catalog_dir: &Path,
+    from: u64,
+    report: &mut RestoreReport,
+) -> Result<u64, StoreError> {
+    let mut each = |_: Stream, _: Position, record: Record| -> Result<(), LogError> {
+        if let Record::Catalog(r) = record {
+            engine.catalog.apply(&r);
+            report.catalog_records += 1;
+        }
+        Ok(())
+    };
+    let ends = file_log::read_files(
+        catalog_dir,
+        &[],
+        &[(Stream::Catalog, Position(from))],
+        &mut each,
+    )?;
+    Ok((ends.catalog + 1).max(from).max(1))
+}
+
+/// Turns a snapshot's pair into what the engine loads, with its partition;
+/// `None` when its achievement is gone.
+fn image_of(engine: &Engine, pair: PairV1) -> Result<Option<(PartitionId, PairImage)>, StoreError> {
+    let Some(entry) = engine
+        .catalog
+        .read()
+        .achievements
+        .get(&crate::domain::AchievementId(pair.achievement))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let customer = CustomerId::parse(&pair.customer, "/integrationId")
+        .map_err(|e| bad_record("snapshot pair", pair.last_lsn, e.message))?;
+    let tracker = pair
+        .tracker
+        .to_parts()
+        .map_err(|e| bad_record("snapshot pair", pair.last_lsn, e))?;
+    let partition = engine.partition_of(entry.application_id, &customer);
+    Ok(Some((
+        partition,
+        PairImage {
+            key: PairKey {
+                achievement: entry.achievement.id,
+                customer,
+            },
+            last: Position(pair.last_lsn),
+            tracker,
+        },
+    )))
+}
+
+/// Loads a snapshot's pairs into their partitions, several loads in flight;
+/// returns the highest position a pair remembers.
+fn load_pairs(
+    engine: &Engine,
+    image: Option<Image>,
+    report: &mut RestoreReport,
+) -> Result<u64, StoreError> {
+    let Some(image) = image else {
+        return Ok(0);
+    };
+    // Room first: the hash spreads customers evenly over partitions.
+    let per = image.header.pairs as usize / engine.partitions() as usize;
+    block_on(engine.reserve_pairs(per + per / 8))?;
+    let mut floor = 0;
+    let mut progress = Progress::new("pairs restored", Some(image.header.pairs));
+    let mut buckets: HashMap<PartitionId, Vec<PairImage>> = HashMap::new();
+    let mut loading = Vec::new();
+    let flush =
+        |p: PartitionId, pairs: Vec<PairImage>, loading: &mut Vec<_>| -> Result<(), StoreError> {
+            loading.push(engine.load_pairs(p, pairs));
+            if loading.len() >= IN_FLIGHT {
+                for r in block_on(futures_util::future::join_all(loading.drain(..))) {
+                    r?;
+                }
+            }
+            Ok(())
+        };
+    for (_, chunk) in image.chunks {
+        for pair in chunk {
+            progress.advance(1);
+            floor = floor.max(pair.last_lsn);
+            // The partition follows from the pair (the chunk's is the same
+            // for a partitioned snapshot; an older one has none).
+            let Some((p, image)) = image_of(engine, pair)? else {
+                continue;
+            };
+            report.pairs += 1;
+            let bucket = buckets.entry(p).or_default();
+            bucket.push(image);
+            if bucket.len() >= BATCH {
+                let batch = std::mem::take(bucket);
+                flush(p, batch, &mut loading)?;
+            }
+        }
+    }
+    for (p, batch) in buckets {
+        if !batch.is_empty() {
+            flush(p, batch, &mut loading)?;
+        }
+    }
+    for r in block_on(futures_util::future::join_all(loading)) {
+        r?;
+    }
+    Ok(floor)
+}
+
+/// Collects replayed records by partition and hands them to the engine in
+/// batches, in order.
+struct Replayer<'a> {
+    engine: &'a Engine,
+    batches: HashMap<PartitionId, Vec<(Position, ReplayRecord)>>,
+    records: u64,
+    floor: u64,
+    progress: Progress,
+}
+
+impl<'a> Replayer<'a> {
+    fn new(engine: &'a Engine) -> Self {
+        Replayer {
+            engine,
+            batches: HashMap::new(),
+            records: 0,
+            floor: 0,
+            progress: Progress::new("log records replayed", None),
+        }
+    }
+
+    /// Queues a record of a partition (`None`: found from the record, for
+    /// logs of the earlier layout).
+    fn push(
+        &mut self,
+        partition: Option<PartitionId>,
+        position: Position,
+        record: Record,
+    ) -> Result<(), StoreError> {
+        self.floor = self.floor.max(position.0);
+        let engine = self.engine;
+        let (p, record) = match record {
+            Record::Pair(change) => {
+                engine.shared().raise_pair_numbers(change.pair_number);
+                let Some(entry) = engine
+                    .catalog
+                    .read()
+                    .achievements
+                    .get(&change.achievement)
+                    .cloned()
+                else {
+                    return Ok(()); // its achievement was deleted since
+                };
+                let p = partition
+                    .unwrap_or_else(|| engine.partition_of(entry.application_id, &change.customer));
+                (p, ReplayRecord::Pair(change, entry))
+            }
+            Record::Erase(erasure) => {
+                let p = partition
+                    .unwrap_or_else(|| engine.partition_of(erasure.application, &erasure.customer));
+                (p, ReplayRecord::Erase(erasure))
+            }
+            Record::Catalog(_) => {
+                return Err(bad_record("shard log", position.0, "a catalog record"))
+            }
+        };
+        self.progress.advance(1);
+        let batch = self.batches.entry(p).or_default();
+        batch.push((position, record));
+        if batch.len() >= BATCH {
+            let records = std::mem::take(batch);
+            self.send(p, records)?;
+        }
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        p: PartitionId,
+        records: Vec<(Position, ReplayRecord)>,
+    ) -> Result<(), StoreError> {
+        self.records += records.len() as u64;
+        block_on(self.engine.replay(p, records))?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(u64, u64), StoreError> {
+        let batches = std::mem::take(&mut self.batches);
+        for (p, records) in batches {
+            if !records.is_empty() {
+                self.send(p, records)?;
+            }
+        }
+        Ok((self.records, self.floor))
+    }
+}
+
+/// The partitioned layout: snapshot of version 3, log by partition.
+fn restore_partitioned(
+    engine: &Engine,
+    dir: &Path,
+    report: &mut RestoreReport,
+) -> Result<Loaded, StoreError> {
+    let partitions = engine.partitions() as usize;
+    let mut image = newest_snapshot(dir, report, |h| match &h.covered {
+        Covered::Partitions(p) if p.len() == partitions => Ok(()),
+        Covered::Partitions(p) => Err(format!(
+            "it covers {} partitions, the directory has {partitions}",
+            p.len()
+        )),
+        Covered::Shards(_) => Err("it is of the earlier layout (by shard)".into()),
+    })?;
+    let snapshot = install(engine, &mut image);
+    let (catalog_from, positions) = match &image {
+        Some(i) => match &i.header.covered {
+            Covered::Partitions(p) => (i.header.catalog_position, p.clone()),
+            Covered::Shards(_) => (0, vec![0; partitions]),
+        },
+        None => (0, vec![0; partitions]),
+    };
+    let root = log_dir(dir);
+    let catalog_next = replay_catalog(engine, &root.join("catalog"), catalog_from, report)?;
+    let mut floor = load_pairs(engine, image, report)?;
+
+    let shards = engine.shard_count();
+    let dirs: Vec<_> = (0..shards).map(|i| shard_dir(&root, i)).collect();
+    let refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+    let from: Vec<_> = positions
+        .iter()
+        .enumerate()
+        .map(|(p, pos)| (Stream::Partition(PartitionId(p as u32)), Position(*pos)))
+        .collect();
+    let mut replayer = Replayer::new(engine);
+    let mut failure = None;
+    let mut each = |stream: Stream, position: Position, record: Record| -> Result<(), LogError> {
+        if failure.is_some() {
+            return Ok(());
+        }
+        let Stream::Partition(p) = stream else {
+            return Ok(());
+        };
+        if let Err(e) = replayer.push(Some(p), position, record) {
+            failure = Some(e);
+        }
+        Ok(())
+    };
+    let ends = file_log::read_files(&root.join("catalog"), &refs, &from, &mut each)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let (records, replay_floor) = replayer.finish()?;
+    report.pair_records = records;
+    floor = floor.max(replay_floor);
+    // New records number above every position a pair remembers (jumping
+    // ahead in a log is harmless) and above every position a partition of
+    // the file was snapshotted at.
+    let shard_next = (0..shards)
+        .map(|i| {
+            let snapshotted = positions
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| p % shards == i)
+                .map(|(_, pos)| *pos)
+                .max()
+                .unwrap_or(0);
+            (ends.shards[i] + 1).max(snapshotted).max(floor + 1)
+        })
+        .collect();
+    Ok(Loaded {
+        snapshot,
+        catalog_next,
+        shard_next,
+    })
+}
+
+/// The earlier layout: snapshot of version 1 or 2, logs by shard whose
+/// records do not name their partition (the catalog does: the achievement's
+/// application and the customer).
+fn restore_legacy(
+    engine: &Engine,
+    dir: &Path,
+    report: &mut RestoreReport,
+) -> Result<Loaded, StoreError> {
+    let mut image = newest_snapshot(dir, report, |h| match &h.covered {
+        Covered::Shards(_) => Ok(()),
+        Covered::Partitions(_) => {
+            Err("it is of the partitioned layout, of an unfinished migration".into())
+        }
+    })?;
+    let snapshot = install(engine, &mut image);
+    let (catalog_from, shard_from, mut floor) = match &image {
+        Some(i) => match &i.header.covered {
+            Covered::Shards(s) => (
+                i.header.catalog_position,
+                s.clone(),
+                s.iter().copied().max().unwrap_or(0),
+            ),
+            Covered::Partitions(_) => (0, Vec::new(), 0),
+        },
+        None => (0, Vec::new(), 0),
+    };
+    let root = legacy_dir(dir);
+    let catalog_next = replay_catalog(engine, &root.join("catalog"), catalog_from, report)?;
+    floor = floor.max(load_pairs(engine, image, report)?);
+
+    let mut replayer = Replayer::new(engine);
+    for i in 0..shard_logs(&root).unwrap_or(0) {
+        let from = shard_from.get(i).copied().unwrap_or(0);
+        let mut failure = None;
+        let last = wal::read_from(&shard_dir(&root, i), from, |lsn, bytes| {
+            if failure.is_some() {
+                return;
+            }
+            let result = decode_shard_record(bytes)
+                .map_err(|e| bad_record(&format!("shard-{i:03} log"), lsn, e))
+                .and_then(|(p, record)| replayer.push(p, Position(lsn), record));
+            if let Err(e) = result {
+                failure = Some(e);
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        floor = floor.max(last);
+    }
+    let (records, replay_floor) = replayer.finish()?;
+    report.pair_records = records;
+    floor = floor.max(replay_floor);
+    // The new logs start above everything the old ones numbered, so every
+    // position a pair remembers stays below what comes next.
+    Ok(Loaded {
+        snapshot,
+        catalog_next,
+        shard_next: vec![floor + 1; engine.shard_count()],
+    })
+}

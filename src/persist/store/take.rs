@@ -1,0 +1,112 @@
+//! Taking a snapshot while traffic flows: the catalog at a log position,
+//! then each partition chunk by chunk (its shard serves other messages
+//! between chunks), then the header; older snapshots beyond `keep` and the
+//! log records only they needed are deleted.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_executor::block_on;
+
+use super::{SnapshotInfo, Store, StoreError, CHUNK_PAIRS};
+use crate::engine::log::PartitionId;
+use crate::engine::Engine;
+use crate::persist::model::{CatalogV2, ChunkV3, PairV1, TrackerV1};
+use crate::persist::snapshot::{self, Covered, SnapshotWriter};
+
+impl Store {
+    /// Takes a snapshot. Blocking; one at a time.
+    pub fn snapshot(&self, engine: &Engine) -> Result<SnapshotInfo, StoreError> {
+        let span = tracing::info_span!(
+            "snapshot",
+            id = tracing::field::Empty,
+            pairs = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+            millis = tracing::field::Empty,
+        )
+        .entered();
+        match self.write_snapshot(engine) {
+            Ok(info) => {
+                span.record("id", info.id);
+                span.record("pairs", info.pairs);
+                span.record("bytes", info.bytes);
+                span.record("millis", info.duration.map_or(0, |d| d.as_millis() as u64));
+                self.snapshots.fetch_add(1, Ordering::Relaxed);
+                *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.clone());
+                Ok(info)
+            }
+            Err(e) => {
+                self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_snapshot(&self, engine: &Engine) -> Result<SnapshotInfo, StoreError> {
+        let _one = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let created = engine.now();
+        let id = snapshot::list(&self.dir)?.last().map_or(1, |s| s.id + 1);
+        let (catalog, catalog_position) = engine.catalog_at_position();
+        let partitions = engine.partitions();
+        let mut writer = SnapshotWriter::create(&self.dir, id, partitions as usize)?;
+        writer.write_catalog(&CatalogV2::from(&catalog))?;
+        drop(catalog);
+        let mut positions = Vec::with_capacity(partitions as usize);
+        for p in (0..partitions).map(PartitionId) {
+            let begin = block_on(engine.snapshot_begin(p))?;
+            positions.push(begin.next.0);
+            let mut from = 0;
+            loop {
+                let chunk = block_on(engine.snapshot_chunk(p, from, CHUNK_PAIRS, begin.token))?;
+                if !chunk.pairs.is_empty() {
+                    writer.write_chunk(&ChunkV3 {
+                        partition: p.0,
+                        pairs: chunk
+                            .pairs
+                            .iter()
+                            .map(|image| PairV1 {
+                                achievement: image.key.achievement.0,
+                                customer: image.key.customer.as_str().to_string(),
+                                last_lsn: image.last.0,
+                                tracker: TrackerV1::from(&image.tracker),
+                            })
+                            .collect(),
+                    })?;
+                }
+                from = chunk.next;
+                if chunk.done {
+                    break;
+                }
+            }
+        }
+        let (_, bytes, pairs) = writer.finish(
+            created,
+            catalog_position.0,
+            positions,
+            engine.shared().pair_numbers(),
+        )?;
+        let kept = snapshot::retain_newest(&self.dir, self.keep)?;
+        if let Some(oldest) = kept.first() {
+            let header = snapshot::read_header(&oldest.path)?;
+            if let Covered::Partitions(positions) = &header.covered {
+                self.log.prune(header.catalog_position, positions);
+            }
+        }
+        let duration = started.elapsed();
+        tracing::info!(
+            id,
+            pairs,
+            bytes,
+            millis = duration.as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(SnapshotInfo {
+            id,
+            created,
+            pairs,
+            bytes,
+            duration: Some(duration),
+        })
+    }
+}
