@@ -16,6 +16,7 @@
 //! engine is reached only through its public API; store work runs on plain
 //! threads (`futures_executor::block_on`), never on an arbiter.
 
+mod migrate;
 mod restore;
 mod take;
 

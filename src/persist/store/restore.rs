@@ -1,9 +1,8 @@
 //! Restoring the engine from the data directory: the newest valid snapshot,
 //! then the log after it, then the log opened for appending. A directory of
-//! the earlier layout (logs by shard under `wal/`, snapshots of version 1 or
-//! 2) is restored the same way, its records routed to their partitions, and
-//! then migrated: a partitioned snapshot is taken, the directory is marked
-//! (`partitions`), and the old files are removed.
+//! the earlier layout is restored by `migrate` and then migrated here: a
+//! partitioned snapshot is taken, the directory is marked (`partitions`),
+//! and the old files are removed.
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,9 +13,10 @@ use std::time::Instant;
 
 use futures_executor::block_on;
 
+use super::migrate::{has_legacy_files, remove_legacy, restore_legacy};
 use super::{
-    legacy_dir, log_dir, shard_dir, shard_logs, stored_partitions, write_partitions, Progress,
-    RestoreReport, SnapshotInfo, Store, StoreError, BATCH, IN_FLIGHT,
+    log_dir, shard_dir, stored_partitions, write_partitions, Progress, RestoreReport, SnapshotInfo,
+    Store, StoreError, BATCH, IN_FLIGHT,
 };
 use crate::domain::CustomerId;
 use crate::engine::catalog::CatalogState;
@@ -25,19 +25,18 @@ use crate::engine::pair::PairKey;
 use crate::engine::shard::{PairImage, ReplayRecord};
 use crate::engine::Engine;
 use crate::persist::file_log::{self, FileLog};
-use crate::persist::model::{decode_shard_record, PairV1};
-use crate::persist::snapshot::{self, Covered, Header, VERSION_3};
-use crate::persist::wal;
+use crate::persist::model::PairV1;
+use crate::persist::snapshot::{self, Covered, Header};
 
 /// What a restore loaded, and where the logs continue.
-struct Loaded {
-    snapshot: Option<SnapshotInfo>,
-    catalog_next: u64,
+pub(super) struct Loaded {
+    pub(super) snapshot: Option<SnapshotInfo>,
+    pub(super) catalog_next: u64,
     /// The next LSN of each shard's log.
-    shard_next: Vec<u64>,
+    pub(super) shard_next: Vec<u64>,
 }
 
-fn bad_record(what: &str, position: u64, why: impl ToString) -> StoreError {
+pub(super) fn bad_record(what: &str, position: u64, why: impl ToString) -> StoreError {
     StoreError::Record {
         what: what.to_string(),
         position,
@@ -140,43 +139,17 @@ impl Store {
     }
 }
 
-/// Whether a directory holds files of the earlier layout: logs by shard, or
-/// snapshots of version 1 or 2.
-fn has_legacy_files(dir: &Path) -> Result<bool, StoreError> {
-    if legacy_dir(dir).exists() {
-        return Ok(true);
-    }
-    Ok(snapshot::list(dir)?
-        .iter()
-        .any(|f| snapshot::read_header(&f.path).is_ok_and(|h| h.version < VERSION_3)))
-}
-
-/// Removes the files of the earlier layout: its logs and its snapshots.
-fn remove_legacy(dir: &Path) -> Result<(), StoreError> {
-    let old = legacy_dir(dir);
-    if old.exists() {
-        fs::remove_dir_all(&old)?;
-    }
-    for file in snapshot::list(dir)? {
-        if snapshot::read_header(&file.path).is_ok_and(|h| h.version < VERSION_3) {
-            fs::remove_file(&file.path)?;
-        }
-    }
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
 /// A snapshot's contents.
-struct Image {
+pub(super) struct Image {
     id: u64,
-    header: Header,
+    pub(super) header: Header,
     catalog: CatalogState,
     chunks: Vec<(Option<u32>, Vec<PairV1>)>,
     bytes: u64,
 }
 
 /// The newest snapshot that passes its checks and that `usable` accepts.
-fn newest_snapshot(
+pub(super) fn newest_snapshot(
     dir: &Path,
     report: &mut RestoreReport,
     usable: impl Fn(&Header) -> Result<(), String>,
@@ -218,7 +191,7 @@ fn newest_snapshot(
 }
 
 /// Installs a snapshot's catalog and pair counter; returns its info.
-fn install(engine: &Engine, image: &mut Option<Image>) -> Option<SnapshotInfo> {
+pub(super) fn install(engine: &Engine, image: &mut Option<Image>) -> Option<SnapshotInfo> {
     let (catalog, info) = match image.as_mut() {
         Some(i) => (
             std::mem::take(&mut i.catalog),
@@ -240,7 +213,7 @@ fn install(engine: &Engine, image: &mut Option<Image>) -> Option<SnapshotInfo> {
 }
 
 /// Replays the catalog's log from `from`; returns the next LSN.
-fn replay_catalog(
+pub(super) fn replay_catalog(
     engine: &Engine,
     catalog_dir: &Path,
     from: u64,
@@ -296,7 +269,7 @@ fn image_of(engine: &Engine, pair: PairV1) -> Result<Option<(PartitionId, PairIm
 
 /// Loads a snapshot's pairs into their partitions, several loads in flight;
 /// returns the highest position a pair remembers.
-fn load_pairs(
+pub(super) fn load_pairs(
     engine: &Engine,
     image: Option<Image>,
     report: &mut RestoreReport,
@@ -352,7 +325,7 @@ fn load_pairs(
 
 /// Collects replayed records by partition and hands them to the engine in
 /// batches, in order.
-struct Replayer<'a> {
+pub(super) struct Replayer<'a> {
     engine: &'a Engine,
     batches: HashMap<PartitionId, Vec<(Position, ReplayRecord)>>,
     records: u64,
@@ -361,7 +334,7 @@ struct Replayer<'a> {
 }
 
 impl<'a> Replayer<'a> {
-    fn new(engine: &'a Engine) -> Self {
+    pub(super) fn new(engine: &'a Engine) -> Self {
         Replayer {
             engine,
             batches: HashMap::new(),
@@ -373,7 +346,7 @@ impl<'a> Replayer<'a> {
 
     /// Queues a record of a partition (`None`: found from the record, for
     /// logs of the earlier layout).
-    fn push(
+    pub(super) fn push(
         &mut self,
         partition: Option<PartitionId>,
         position: Position,
@@ -426,7 +399,7 @@ impl<'a> Replayer<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(u64, u64), StoreError> {
+    pub(super) fn finish(mut self) -> Result<(u64, u64), StoreError> {
         let batches = std::mem::take(&mut self.batches);
         for (p, records) in batches {
             if !records.is_empty() {
@@ -512,67 +485,5 @@ fn restore_partitioned(
         snapshot,
         catalog_next,
         shard_next,
-    })
-}
-
-/// The earlier layout: snapshot of version 1 or 2, logs by shard whose
-/// records do not name their partition (the catalog does: the achievement's
-/// application and the customer).
-fn restore_legacy(
-    engine: &Engine,
-    dir: &Path,
-    report: &mut RestoreReport,
-) -> Result<Loaded, StoreError> {
-    let mut image = newest_snapshot(dir, report, |h| match &h.covered {
-        Covered::Shards(_) => Ok(()),
-        Covered::Partitions(_) => {
-            Err("it is of the partitioned layout, of an unfinished migration".into())
-        }
-    })?;
-    let snapshot = install(engine, &mut image);
-    let (catalog_from, shard_from, mut floor) = match &image {
-        Some(i) => match &i.header.covered {
-            Covered::Shards(s) => (
-                i.header.catalog_position,
-                s.clone(),
-                s.iter().copied().max().unwrap_or(0),
-            ),
-            Covered::Partitions(_) => (0, Vec::new(), 0),
-        },
-        None => (0, Vec::new(), 0),
-    };
-    let root = legacy_dir(dir);
-    let catalog_next = replay_catalog(engine, &root.join("catalog"), catalog_from, report)?;
-    floor = floor.max(load_pairs(engine, image, report)?);
-
-    let mut replayer = Replayer::new(engine);
-    for i in 0..shard_logs(&root).unwrap_or(0) {
-        let from = shard_from.get(i).copied().unwrap_or(0);
-        let mut failure = None;
-        let last = wal::read_from(&shard_dir(&root, i), from, |lsn, bytes| {
-            if failure.is_some() {
-                return;
-            }
-            let result = decode_shard_record(bytes)
-                .map_err(|e| bad_record(&format!("shard-{i:03} log"), lsn, e))
-                .and_then(|(p, record)| replayer.push(p, Position(lsn), record));
-            if let Err(e) = result {
-                failure = Some(e);
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        floor = floor.max(last);
-    }
-    let (records, replay_floor) = replayer.finish()?;
-    report.pair_records = records;
-    floor = floor.max(replay_floor);
-    // The new logs start above everything the old ones numbered, so every
-    // position a pair remembers stays below what comes next.
-    Ok(Loaded {
-        snapshot,
-        catalog_next,
-        shard_next: vec![floor + 1; engine.shard_count()],
     })
 }
