@@ -298,3 +298,115 @@ async fn a_batch_that_changes_an_active_pair_moves_its_timer() {
     clock.advance(chrono::Duration::minutes(2));
     assert!(expiries_reach(&engine, 1).await, "{:?}", engine.stats());
 }
+
+/// The read rule (engine module docs): a change is applied in memory, then
+/// appended; its answer waits until it is durable, while a read may see it
+/// a moment before. A catalog change is applied only once durable.
+#[actix_rt::test]
+async fn answers_wait_for_the_log_while_reads_may_see_the_change_first() {
+    use super::log::{ChangeOp, MemoryLog, Position, Record, Stream};
+    let (engine, entry) = engine(EngineConfig {
+        shards: 2,
+        partitions: 16,
+        ..EngineConfig::default()
+    })
+    .await;
+    let log = MemoryLog::new();
+    engine.attach_log(log.clone()).await.expect("attached");
+    log.hold();
+    let customer = CustomerId::parse("c1", "/integrationId").expect("valid id");
+    let partition = engine.partition_of(entry.application_id, &customer);
+    let stream = Stream::Partition(partition);
+
+    let (e, i) = (engine.clone(), input(&entry, "c1", Some("e1")));
+    let pending = actix_rt::spawn(async move { e.increase(i).await });
+    for _ in 0..200 {
+        if !log.records(stream).is_empty() {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Appended to the customer's partition, as an engine value, at position 1.
+    let records = log.records(stream);
+    assert_eq!(records.len(), 1);
+    let (position, Record::Pair(change)) = &records[0] else {
+        panic!("a pair change: {records:?}");
+    };
+    assert_eq!(*position, Position(1));
+    assert_eq!(change.customer, customer);
+    assert!(matches!(&change.op, ChangeOp::Increase(inc) if inc.delta == Decimal::ONE));
+    // Not answered yet, but a read shows it.
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !pending.is_finished(),
+        "answered before the log made it durable"
+    );
+    assert_eq!(progress(&engine, &entry, "c1").await, Decimal::ONE);
+    // A retry of the same event waits for the original to be durable too.
+    let (e, i) = (engine.clone(), input(&entry, "c1", Some("e1")));
+    let retry = actix_rt::spawn(async move { e.increase(i).await });
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !retry.is_finished(),
+        "a duplicate answered before its original was durable"
+    );
+    // A catalog change is not applied until durable.
+    let (e, app) = (engine.clone(), entry.application_id);
+    let campaign = actix_rt::spawn(async move {
+        e.create_campaign(
+            app,
+            crate::domain::catalog::CampaignPatch {
+                name: Some("held".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    });
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(engine.catalog.campaigns(app).expect("app").len(), 1);
+
+    log.release();
+    let r = pending.await.expect("task").expect("answer");
+    assert_eq!(r.outcome, Outcome::Applied);
+    let r = retry.await.expect("task").expect("answer");
+    assert_eq!(r.outcome, Outcome::Duplicate);
+    campaign.await.expect("task").expect("created");
+    assert_eq!(engine.catalog.campaigns(app).expect("app").len(), 2);
+    assert_eq!(log.records(Stream::Catalog).len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_log_that_cannot_write_refuses_changes_and_changes_nothing() {
+    use super::log::MemoryLog;
+    let (engine, entry) = engine(EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    })
+    .await;
+    let log = MemoryLog::new();
+    engine.attach_log(log.clone()).await.expect("attached");
+    log.fail(true);
+    let r = engine.increase(input(&entry, "c1", None)).await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    assert_eq!(progress(&engine, &entry, "c1").await, Decimal::ZERO);
+    let patch = crate::domain::catalog::CampaignPatch {
+        name: Some("refused".into()),
+        ..Default::default()
+    };
+    let r = engine.create_campaign(entry.application_id, patch).await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    assert_eq!(
+        engine
+            .catalog
+            .campaigns(entry.application_id)
+            .expect("app")
+            .len(),
+        1
+    );
+    log.fail(false);
+    engine
+        .increase(input(&entry, "c1", None))
+        .await
+        .expect("applied");
+    assert_eq!(progress(&engine, &entry, "c1").await, Decimal::ONE);
+}

@@ -818,3 +818,49 @@ fn a_data_directory_keeps_the_shard_count_it_started_with() {
         "fewer shards than logs is refused"
     );
 }
+
+#[actix_rt::test]
+async fn a_data_directory_keeps_the_partition_count_it_was_created_with() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    assert_eq!(partition_count(dir.path(), None).expect("new"), 256);
+    assert_eq!(partition_count(dir.path(), Some(64)).expect("new"), 64);
+    // Created with 64 partitions.
+    let engine = Engine::start(
+        EngineConfig {
+            partitions: 64,
+            ..config()
+        },
+        Catalog::default(),
+    );
+    let (e, d) = (engine.clone(), dir.path().to_path_buf());
+    actix_rt::task::spawn_blocking(move || Store::restore(&e, &d, 3))
+        .await
+        .expect("restore thread")
+        .expect("a new directory takes the configured count");
+    assert_eq!(partition_count(dir.path(), None).expect("stored"), 64);
+    assert_eq!(partition_count(dir.path(), Some(64)).expect("same"), 64);
+    let e = partition_count(dir.path(), Some(256)).expect_err("a different count");
+    assert!(
+        e.to_string()
+            .contains("created with 64 partitions, not 256"),
+        "{e}"
+    );
+    // An engine with another count cannot open it either.
+    let other = Engine::start(config(), Catalog::default());
+    let d = dir.path().to_path_buf();
+    let e = actix_rt::task::spawn_blocking(move || Store::restore(&other, &d, 3).map(|_| ()))
+        .await
+        .expect("restore thread")
+        .expect_err("refused");
+    assert!(
+        matches!(
+            e,
+            StoreError::Partitions {
+                stored: 64,
+                configured: 256,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
