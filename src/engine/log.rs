@@ -132,16 +132,26 @@ impl RecordRef<'_> {
     }
 }
 
+/// The underlying error of a log's failure (its implementation's own).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// A cause that is only a message.
+pub fn cause(message: impl Into<String>) -> Cause {
+    Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+        message.into(),
+    ))
+}
+
 /// Why the log refused or failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
     /// It cannot take writes now (disk full or failing, queue full, closed):
     /// nothing was appended; retry later.
     #[error("the log cannot take writes now: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// Appended records could not be made durable.
     #[error("the log could not make records durable: {0}")]
-    NotDurable(String),
+    NotDurable(#[source] Cause),
     /// A stored record cannot be read.
     #[error("record {position:?} of {stream:?} cannot be read: {why}")]
     Corrupt {
@@ -150,7 +160,7 @@ pub enum LogError {
         why: String,
     },
     #[error("log I/O error: {0}")]
-    Io(String),
+    Io(#[source] Arc<std::io::Error>),
 }
 
 /// Resolves once appended records are durable (or failed to become so).
@@ -283,7 +293,7 @@ impl Log for MemoryLog {
     fn append(&self, stream: Stream, records: &[RecordRef<'_>]) -> Result<Appended, LogError> {
         let mut inner = self.lock();
         if inner.failing {
-            return Err(LogError::Unavailable("writes fail (test)".into()));
+            return Err(LogError::Unavailable(cause("writes fail (test)")));
         }
         let k = key(stream);
         let next = inner.next.entry(k).or_insert(1);
@@ -300,7 +310,7 @@ impl Log for MemoryLog {
                 held.push(tx);
                 Commit::new(async move {
                     rx.await
-                        .map_err(|_| LogError::NotDurable("the memory log was dropped".into()))
+                        .map_err(|_| LogError::NotDurable(cause("the memory log was dropped")))
                 })
             }
         };
@@ -314,7 +324,7 @@ impl Log for MemoryLog {
             held.push(tx);
             Commit::new(async move {
                 rx.await
-                    .map_err(|_| LogError::NotDurable("the memory log was dropped".into()))
+                    .map_err(|_| LogError::NotDurable(cause("the memory log was dropped")))
             })
         }))
     }

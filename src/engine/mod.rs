@@ -30,7 +30,7 @@ pub mod shard;
 pub mod shard_log;
 mod snapshots;
 mod state;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timers;
 

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+#[cfg(any(test, feature = "testing"))]
 pub mod baseline;
 pub mod dto;
 pub mod error;

@@ -15,9 +15,9 @@ pub const DECODE_LIMIT: usize = 512 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("encoding failed: {0}")]
-    Encode(String),
+    Encode(#[from] bincode::error::EncodeError),
     #[error("decoding failed: {0}")]
-    Decode(String),
+    Decode(#[from] bincode::error::DecodeError),
     #[error("{0} trailing bytes after the value")]
     Trailing(usize),
 }
@@ -35,22 +35,21 @@ fn fixed_config() -> impl bincode::config::Config {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(value, config()).map_err(CodecError::Encode)
 }
 
 /// Encodes a value after some bytes (a version mark), in one buffer.
 pub fn encode_after<T: Serialize>(prefix: &[u8], value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(prefix.len() + 64);
     out.extend_from_slice(prefix);
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(CodecError::Encode)?;
     Ok(out)
 }
 
 /// Decodes a value that must fill `bytes` exactly.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(CodecError::Decode)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
@@ -58,13 +57,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 }
 
 pub fn encode_fixed<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, fixed_config())
-        .map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(value, fixed_config()).map_err(CodecError::Encode)
 }
 
 pub fn decode_fixed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, fixed_config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, fixed_config()).map_err(CodecError::Decode)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }

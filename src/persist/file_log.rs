@@ -16,8 +16,10 @@ use std::sync::Mutex;
 
 use super::model;
 use super::wal::{self, OnFailure, Wal, WalError};
+use std::sync::Arc;
+
 use crate::engine::log::{
-    Appended, Commit, Log, LogError, PartitionId, Position, Record, RecordRef, Stream,
+    cause, Appended, Commit, Log, LogError, PartitionId, Position, Record, RecordRef, Stream,
 };
 
 /// Appends queued per file before callers are told it is full.
@@ -38,15 +40,15 @@ pub struct FileLog {
 }
 
 fn refused(e: WalError) -> LogError {
-    LogError::Unavailable(e.to_string())
+    LogError::Unavailable(Arc::new(e))
 }
 
 fn commit(durable: wal::Durable) -> Commit {
     Commit::new(async move {
         match durable.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(LogError::NotDurable(e.to_string())),
-            Err(_) => Err(LogError::NotDurable("the log writer stopped".into())),
+            Ok(Err(e)) => Err(LogError::NotDurable(Arc::new(e))),
+            Err(_) => Err(LogError::NotDurable(cause("the log writer stopped"))),
         }
     })
 }
@@ -125,7 +127,7 @@ impl Log for FileLog {
                 (Stream::Catalog, _) => Err(model::bad("a pair record in the catalog's stream")),
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| LogError::Unavailable(format!("cannot encode a record: {e}")))?;
+            .map_err(|e| LogError::Unavailable(Arc::new(e)))?;
         let file = self.file(stream);
         let mut next = file.next.lock().unwrap_or_else(|e| e.into_inner());
         let first = *next;
@@ -199,7 +201,7 @@ pub fn read_files(
         catalog: 0,
         shards: vec![0; shard_dirs.len()],
     };
-    let io = |e: std::io::Error| LogError::Io(e.to_string());
+    let io = |e: std::io::Error| LogError::Io(Arc::new(e));
     let mut failure = None;
     if let Some((_, start)) = from.iter().find(|(s, _)| *s == Stream::Catalog) {
         ends.catalog = wal::read_from(catalog_dir, start.0, |lsn, bytes| {

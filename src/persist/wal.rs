@@ -34,7 +34,7 @@ const FRAME_HEADER: usize = 16;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WalError {
     #[error("write-ahead log I/O error: {0}")]
-    Io(String),
+    Io(#[source] Arc<io::Error>),
     #[error("write-ahead log queue is full")]
     Full,
     #[error("write-ahead log is closed")]
@@ -442,7 +442,7 @@ impl Writer {
                 let _ = self.file.set_len(self.len);
                 let _ = self.file.seek(SeekFrom::Start(self.len));
                 tracing::error!(error = %e, dir = %self.dir.display(), "write-ahead log append failed");
-                Err(WalError::Io(e.to_string()))
+                Err(WalError::Io(Arc::new(e)))
             }
         }
     }
