@@ -1,12 +1,25 @@
-//! achievements-engine: an in-memory, actor-based engine that tracks customers'
-//! progress towards time-boxed achievements.
+//! achievements-engine: an in-memory, actor-based engine that tracks
+//! customers' progress towards time-boxed achievements.
 //!
 //! # Layout
-//! - [`domain`]: pure rules — period arithmetic, achievement definitions, one
-//!   pair's tracker. No actix, no I/O, no clock.
-//! - [`clock`]: the only place that reads wall-clock time.
+//! Data flows one way: HTTP → validation into domain types → the engine
+//! (routing to a pair's shard or actor) → one pure domain step → effects
+//! back out; the engine appends each change to its log and answers once it
+//! is durable. Persistence implements the engine's log and depends on the
+//! engine, never the other way round.
+//!
+//! - [`domain`]: pure rules — period arithmetic, achievement definitions, the
+//!   catalog's entities, one pair's tracker. No actix, no I/O, no clock.
+//! - [`engine`]: the actor system — partitions over shards, pair actors,
+//!   timers, the catalog, backpressure, and the `Log` interface it owns.
+//! - [`persist`]: the codec, on-disk formats (one module per version),
+//!   snapshot files, the write-ahead log files and `FileLog` (the engine's
+//!   `Log` on them), and the store that restores and snapshots.
+//! - [`http`]: the actix-web front — routes, DTOs, one error type, auth,
+//!   metrics.
 //! - [`config`]: command-line flags and environment → validated settings.
-//! - [`http`]: the actix-web front.
+//! - [`clock`]: the only place that reads wall-clock time (a manual clock in
+//!   tests).
 
 pub mod clock;
 pub mod config;
