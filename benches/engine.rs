@@ -45,9 +45,13 @@ fn input(entry: &Arc<AchievementEntry>, customer: CustomerId, id: Option<u64>) -
 }
 
 fn load(pairs: usize) -> Loaded {
+    load_with(pairs, EngineConfig::default())
+}
+
+fn load_with(pairs: usize, config: EngineConfig) -> Loaded {
     let system = actix_rt::System::new();
     let (engine, entry) = system.block_on(async {
-        let engine = Engine::start(EngineConfig::default(), Catalog::default());
+        let engine = Engine::start(config, Catalog::default());
         let entry = testing::one_achievement(
             &engine,
             AchievementDraft {
@@ -174,5 +178,41 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine);
+/// Hot pairs (64 customers, each sent events back to back), served by pair
+/// actors (the default) or always by their shard (`activate_within: None`):
+/// whether an actor of its own still pays for a hot pair now that its timer
+/// lives with the shard's.
+fn actors(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hot pairs");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(1));
+    for (name, activate_within) in [
+        ("with actors", Some(Duration::from_secs(1))),
+        ("shard only", None),
+    ] {
+        let loaded = load_with(
+            64,
+            EngineConfig {
+                activate_within,
+                ..EngineConfig::default()
+            },
+        );
+        let mut offset = 0;
+        group.bench_function(format!("single events/{name}"), |b| {
+            b.iter_custom(|iters| run_singles(&loaded, iters, &mut offset))
+        });
+        eprintln!(
+            "{name}: actors active {}",
+            loaded
+                .engine
+                .stats()
+                .actors
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine, actors);
 criterion_main!(benches);

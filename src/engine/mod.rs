@@ -93,6 +93,7 @@ impl Engine {
             routes: Default::default(),
             stats: Stats::default(),
             idle_after: config.idle_after,
+            activate_within: config.activate_within,
             queue_capacity: config.queue_capacity,
             inflight: (0..n).map(|_| Default::default()).collect(),
             pair_numbers: Default::default(),

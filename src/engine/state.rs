@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// How long an active pair actor may sit idle before it is passivated.
     pub idle_after: Duration,
+    /// A pair whose messages come less than this apart gets an actor of its
+    /// own (`None`: never; every message goes through its shard).
+    pub activate_within: Option<Duration>,
     /// Where the engine reads "now" (the system clock, or a manual one in
     /// tests).
     pub clock: Clock,
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             queue_capacity: 65_536,
             idle_after: Duration::from_secs(30),
+            activate_within: Some(Duration::from_secs(1)),
             clock: Clock::system(),
         }
     }
@@ -97,6 +101,7 @@ pub struct Shared {
     pub routes: DashMap<PairKey, Addr<PairActor>, ahash::RandomState>,
     pub stats: Stats,
     pub idle_after: Duration,
+    pub activate_within: Option<Duration>,
     pub queue_capacity: usize,
     pub(super) inflight: Vec<AtomicUsize>,
     pub(super) pair_numbers: AtomicU64,

@@ -40,9 +40,6 @@ use crate::domain::{EventResult, Reason};
 /// How often the shard fires due timers and looks for idle actors.
 const TICK: Duration = Duration::from_millis(500);
 
-/// A pair gets an actor when a message follows its previous one this soon.
-const ACTIVATE_WITHIN: Duration = Duration::from_secs(1);
-
 /// The supervisor actor of one shard.
 pub struct Shard {
     index: usize,
@@ -222,7 +219,7 @@ impl Handler<PairMessage> for Shard {
     type Result = Result<Pending, EngineError>;
 
     fn handle(&mut self, msg: PairMessage, ctx: &mut Self::Context) -> Self::Result {
-        // A pair whose previous message came within `ACTIVATE_WITHIN` is hot:
+        // A pair whose previous message came within `activate_within` is hot:
         // it gets an actor, so its next messages skip the shard. Cold pairs
         // are served here without one, which keeps scattered traffic over
         // millions of pairs from creating an actor per event.
@@ -230,7 +227,11 @@ impl Handler<PairMessage> for Shard {
             .part(msg.partition)?
             .pairs
             .get(&msg.key)
-            .is_some_and(|s| s.cell.last_active.get().elapsed() < ACTIVATE_WITHIN);
+            .is_some_and(|s| {
+                self.shared
+                    .activate_within
+                    .is_some_and(|w| s.cell.last_active.get().elapsed() < w)
+            });
         let (cell, step) = self.run_inline(msg.as_ref(), self.shared.clock.now());
         if matches!(step, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&msg.key) {
