@@ -8,22 +8,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::common::*;
 use crate::helpers::*;
 use crate::recovery::{api_auth, create_catalog, snapshot_ids, snapshot_path, Server, Setup};
 
-fn applied(a: &Answer) -> Value {
-    assert_eq!(a.status, 200, "{}", a.text);
-    let v = a.json();
-    assert_eq!(v["outcome"], "applied", "{}", a.text);
-    v
-}
-
 fn ev(customer: &str, achievement: u64, delta: u32, id: &str) -> Value {
     json!({"integrationId": customer, "achievementId": achievement, "delta": delta, "eventId": id})
-}
-
-fn id_of(v: &Value) -> u64 {
-    v["id"].as_u64().expect("id")
 }
 
 #[actix_web::test]

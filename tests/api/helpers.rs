@@ -1,4 +1,4 @@
-//! `spawn_app` and small clients for the tests.
+//! `spawn_app`, the `seeded` fixture and small clients for the tests.
 
 use std::time::Duration;
 
@@ -106,6 +106,52 @@ pub async fn spawn_app_with_clock(clock: Clock, adjust: impl FnOnce(&mut Setting
         management_key,
         client,
         _dir: dir,
+    }
+}
+
+/// The setup most tests start from: a server with one application (in a
+/// given zone), an integration key for it and one campaign.
+pub struct Seeded {
+    pub app: TestApp,
+    pub application: u64,
+    pub key: String,
+    pub campaign: u64,
+}
+
+/// A fresh server (`spawn_app`) seeded with an application in `timezone`,
+/// its key and an enabled, unbounded campaign.
+pub async fn seeded(timezone: &str) -> Seeded {
+    Seeded::on(spawn_app().await, timezone, json!({})).await
+}
+
+impl Seeded {
+    /// Seeds `app` (from `spawn_app_with` or `spawn_app_with_clock`, say)
+    /// with an application in `timezone`, its key and a campaign with the
+    /// fields `campaign` (see `TestApp::campaign`).
+    pub async fn on(app: TestApp, timezone: &str, campaign: Value) -> Seeded {
+        let (application, key) = app.application(timezone).await;
+        let campaign = app.campaign(application, campaign).await;
+        Seeded {
+            app,
+            application,
+            key,
+            campaign,
+        }
+    }
+
+    /// Adds an achievement to the seeded campaign (see `TestApp::achievement`)
+    /// and returns it as created.
+    pub async fn achievement(&self, fields: Value) -> Value {
+        self.app
+            .achievement(self.application, self.campaign, fields)
+            .await
+    }
+
+    /// Adds an achievement to the seeded campaign and returns its id.
+    pub async fn achievement_id(&self, fields: Value) -> u64 {
+        self.achievement(fields).await["id"]
+            .as_u64()
+            .expect("achievement id")
     }
 }
 

@@ -3,32 +3,15 @@
 //! can be imported; `allowedLatenessSeconds` bounds how long an ended period
 //! still takes events.
 
-use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
+use chrono::Duration;
 use serde_json::{json, Value};
 
+use crate::common::*;
 use crate::helpers::*;
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
 
 /// `"2023-10-10 09:30:45"` (UTC) as the server renders it.
 fn z(s: &str) -> String {
     format!("{}Z", s.replace(' ', "T"))
-}
-
-fn applied(a: &Answer) -> Value {
-    assert_eq!(a.status, 200, "{}", a.text);
-    let v = a.json();
-    assert_eq!(v["outcome"], "applied", "{}", a.text);
-    v
-}
-
-fn rejected(a: &Answer, reason: &str) {
-    assert_eq!(a.status, 200, "{}", a.text);
-    let v = a.json();
-    assert_eq!(v["outcome"], "rejected", "{}", a.text);
-    assert_eq!(v["reason"], reason, "{}", a.text);
 }
 
 fn event(customer: &str, achievement: u64, delta: u32, at: &str) -> Value {
@@ -274,12 +257,12 @@ async fn a_lateness_bound_keeps_ended_periods_closed() {
     let id = a["id"].as_u64().expect("id");
     let path = format!("/v1/applications/{application}/campaigns/{campaign}/achievements/{id}");
     // 0: any period that has ended takes nothing more.
-    rejected(
+    assert_rejected(
         &app.event(&key, event("cy", id, 1, "2023-10-10T09:30:45Z"))
             .await,
         "late",
     );
-    let now = Utc::now().trunc_subsecs(0);
+    let now = now_s();
     applied(&app.event(&key, event("cy", id, 1, &rfc(now))).await);
 
     // Editable once customers have progress: an hour of grace.
@@ -294,7 +277,7 @@ async fn a_lateness_bound_keeps_ended_periods_closed() {
     applied(&app.event(&key, event("dee", id, 1, &rfc(day_ago))).await);
     // One that ended two hours ago: outside it.
     let older = now - Duration::days(1) - Duration::hours(2);
-    rejected(
+    assert_rejected(
         &app.event(&key, event("eve", id, 1, &rfc(older))).await,
         "late",
     );
