@@ -191,11 +191,11 @@ impl std::fmt::Debug for Commit {
     }
 }
 
-/// What an append hands back: the records' positions are `first`,
-/// `first + 1`, … in order, and `commit` resolves once they are durable.
+/// What an append hands back: each record's position (in the order the
+/// records were given) and a commit that resolves once all are durable.
 #[derive(Debug)]
 pub struct Appended {
-    pub first: Position,
+    pub positions: Vec<Position>,
     pub commit: Commit,
 }
 
@@ -205,8 +205,10 @@ pub struct Appended {
 /// or the catalog's serialised commits), in the order their changes were
 /// applied; the log numbers them and keeps that order.
 pub trait Log: Send + Sync {
-    /// Appends records of one stream (at least one).
-    fn append(&self, stream: Stream, records: &[RecordRef<'_>]) -> Result<Appended, LogError>;
+    /// Appends records, each to its stream (a batch may touch several
+    /// partitions). Within a stream, records keep the order given and get
+    /// increasing positions.
+    fn append(&self, records: &[(Stream, RecordRef<'_>)]) -> Result<Appended, LogError>;
 
     /// Resolves once everything appended to the stream up to `upto` is
     /// durable; `None` when it already is.
@@ -290,18 +292,23 @@ impl MemoryLog {
 }
 
 impl Log for MemoryLog {
-    fn append(&self, stream: Stream, records: &[RecordRef<'_>]) -> Result<Appended, LogError> {
+    fn append(&self, records: &[(Stream, RecordRef<'_>)]) -> Result<Appended, LogError> {
         let mut inner = self.lock();
         if inner.failing {
             return Err(LogError::Unavailable(cause("writes fail (test)")));
         }
-        let k = key(stream);
-        let next = inner.next.entry(k).or_insert(1);
-        let first = Position(*next);
-        *next += records.len() as u64;
-        let list = inner.streams.entry(k).or_default();
-        for (i, r) in records.iter().enumerate() {
-            list.push((Position(first.0 + i as u64), r.to_owned()));
+        let mut positions = Vec::with_capacity(records.len());
+        for (stream, r) in records {
+            let k = key(*stream);
+            let next = inner.next.entry(k).or_insert(1);
+            let position = Position(*next);
+            *next += 1;
+            inner
+                .streams
+                .entry(k)
+                .or_default()
+                .push((position, r.to_owned()));
+            positions.push(position);
         }
         let commit = match inner.held.as_mut() {
             None => Commit::done(),
@@ -314,7 +321,7 @@ impl Log for MemoryLog {
                 })
             }
         };
-        Ok(Appended { first, commit })
+        Ok(Appended { positions, commit })
     }
 
     fn durable(&self, _: Stream, _: Position) -> Result<Option<Commit>, LogError> {

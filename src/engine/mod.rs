@@ -157,7 +157,7 @@ impl Engine {
         let (record, out) = plan(&self.catalog)?;
         if let Some(log) = self.log() {
             let appended = log
-                .append(Stream::Catalog, &[RecordRef::Catalog(&record)])
+                .append(&[(Stream::Catalog, RecordRef::Catalog(&record))])
                 .map_err(|e| {
                     tracing::error!(error = %e, "cannot append a catalog record");
                     EngineError::Unavailable("the write-ahead log cannot take writes now")

@@ -230,7 +230,7 @@ pub fn respond(
 ) -> Result<Pending, EngineError> {
     let step = step?;
     let commit = match step.change {
-        Some(change) => log.append_changes(partition, &[(change, cell)])?,
+        Some(change) => log.append_changes(&[(partition, change, cell)])?,
         None => log.durable(partition, step.wait)?,
     };
     Ok((step.result, commit))

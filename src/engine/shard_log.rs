@@ -47,12 +47,11 @@ impl ShardLog {
         }
     }
 
-    /// Appends applied changes of one partition in order; each pair's cell
-    /// learns its change's position. Resolves once durable.
+    /// Appends applied changes, each to its partition's stream, in order;
+    /// each pair's cell learns its change's position. Resolves once durable.
     pub fn append_changes(
         &self,
-        partition: PartitionId,
-        changes: &[(PairChangeRef<'_>, &PairCell)],
+        changes: &[(PartitionId, PairChangeRef<'_>, &PairCell)],
     ) -> Result<Option<Commit>, EngineError> {
         let log = self.log.borrow();
         let Some(log) = log.as_ref() else {
@@ -61,13 +60,13 @@ impl ShardLog {
         if changes.is_empty() {
             return Ok(None);
         }
-        let records: Vec<RecordRef<'_>> =
-            changes.iter().map(|(c, _)| RecordRef::Pair(*c)).collect();
-        let appended = log
-            .append(Stream::Partition(partition), &records)
-            .map_err(unavailable)?;
-        for (i, (_, cell)) in changes.iter().enumerate() {
-            cell.last.set(Position(appended.first.0 + i as u64));
+        let records: Vec<(Stream, RecordRef<'_>)> = changes
+            .iter()
+            .map(|(p, c, _)| (Stream::Partition(*p), RecordRef::Pair(*c)))
+            .collect();
+        let appended = log.append(&records).map_err(unavailable)?;
+        for ((_, _, cell), position) in changes.iter().zip(appended.positions) {
+            cell.last.set(position);
         }
         Ok(Some(appended.commit))
     }
@@ -84,9 +83,10 @@ impl ShardLog {
             return Ok((Position(0), None));
         };
         let appended = log
-            .append(Stream::Partition(partition), &[RecordRef::Erase(erasure)])
+            .append(&[(Stream::Partition(partition), RecordRef::Erase(erasure))])
             .map_err(unavailable)?;
-        Ok((appended.first, Some(appended.commit)))
+        let at = appended.positions.first().copied().unwrap_or_default();
+        Ok((at, Some(appended.commit)))
     }
 
     /// Resolves once the partition's stream is durable up to `upto`

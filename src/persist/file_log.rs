@@ -80,11 +80,40 @@ impl FileLog {
         })
     }
 
-    fn file(&self, stream: Stream) -> &File {
+    /// The file of a stream: 0 is the catalog's, `1 + s` shard `s`'s.
+    fn index(&self, stream: Stream) -> usize {
         match stream {
-            Stream::Catalog => &self.catalog,
-            Stream::Partition(p) => &self.shards[p.0 as usize % self.shards.len()],
+            Stream::Catalog => 0,
+            Stream::Partition(p) => 1 + p.0 as usize % self.shards.len(),
         }
+    }
+
+    fn by_index(&self, i: usize) -> &File {
+        match i {
+            0 => &self.catalog,
+            i => &self.shards[i - 1],
+        }
+    }
+
+    fn file(&self, stream: Stream) -> &File {
+        self.by_index(self.index(stream))
+    }
+
+    /// Numbers payloads from file `f`'s next LSN and queues them; returns
+    /// the first LSN and what resolves once they are durable.
+    fn queue(&self, f: usize, payloads: Vec<Vec<u8>>) -> Result<(u64, wal::Durable), LogError> {
+        let file = self.by_index(f);
+        let mut next = file.next.lock().unwrap_or_else(|e| e.into_inner());
+        let first = *next;
+        let count = payloads.len() as u64;
+        let numbered = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| (first + i as u64, bytes))
+            .collect();
+        let durable = file.wal.append(numbered).map_err(refused)?;
+        *next = first + count;
+        Ok((first, durable))
     }
 
     /// The files (catalog first) with their names, for metrics and faults.
@@ -118,30 +147,64 @@ impl FileLog {
 }
 
 impl Log for FileLog {
-    fn append(&self, stream: Stream, records: &[RecordRef<'_>]) -> Result<Appended, LogError> {
+    fn append(&self, records: &[(Stream, RecordRef<'_>)]) -> Result<Appended, LogError> {
+        let encode = |(stream, r): &(Stream, RecordRef<'_>)| match (stream, r) {
+            (Stream::Catalog, RecordRef::Catalog(c)) => model::encode_catalog_record(c),
+            (Stream::Partition(p), r) => model::encode_partition_record(*p, r),
+            (Stream::Catalog, _) => Err(model::bad("a pair record in the catalog's stream")),
+        };
         let payloads = records
             .iter()
-            .map(|r| match (stream, r) {
-                (Stream::Catalog, RecordRef::Catalog(c)) => model::encode_catalog_record(c),
-                (Stream::Partition(p), r) => model::encode_partition_record(p, r),
-                (Stream::Catalog, _) => Err(model::bad("a pair record in the catalog's stream")),
-            })
+            .map(encode)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| LogError::Unavailable(Arc::new(e)))?;
-        let file = self.file(stream);
-        let mut next = file.next.lock().unwrap_or_else(|e| e.into_inner());
-        let first = *next;
-        let numbered = payloads
-            .into_iter()
-            .enumerate()
-            .map(|(i, bytes)| (first + i as u64, bytes))
-            .collect();
-        let durable = file.wal.append(numbered).map_err(refused)?;
-        *next = first + records.len() as u64;
-        Ok(Appended {
-            first: Position(first),
-            commit: commit(durable),
-        })
+        // Usually every record goes to one file (a single event, a shard's
+        // batch); a file's records are numbered and queued together, under
+        // its lock.
+        let files: Vec<usize> = records.iter().map(|(s, _)| self.index(*s)).collect();
+        if files.windows(2).all(|w| w[0] == w[1]) {
+            let Some(&f) = files.first() else {
+                return Ok(Appended {
+                    positions: Vec::new(),
+                    commit: Commit::done(),
+                });
+            };
+            let (first, durable) = self.queue(f, payloads)?;
+            return Ok(Appended {
+                positions: (0..records.len() as u64)
+                    .map(|i| Position(first + i))
+                    .collect(),
+                commit: commit(durable),
+            });
+        }
+        let mut distinct = files.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut positions = vec![Position(0); records.len()];
+        let mut commits = Vec::with_capacity(distinct.len());
+        let mut payloads: Vec<Option<Vec<u8>>> = payloads.into_iter().map(Some).collect();
+        for f in distinct {
+            let mine: Vec<usize> = (0..files.len()).filter(|i| files[*i] == f).collect();
+            let bytes = mine
+                .iter()
+                .map(|i| payloads[*i].take().unwrap_or_default())
+                .collect();
+            let (first, durable) = self.queue(f, bytes)?;
+            for (k, i) in mine.into_iter().enumerate() {
+                positions[i] = Position(first + k as u64);
+            }
+            commits.push(commit(durable));
+        }
+        let commit = match commits.len() {
+            1 => commits.pop().unwrap_or_else(Commit::done),
+            _ => Commit::new(async move {
+                for c in commits {
+                    c.await?;
+                }
+                Ok(())
+            }),
+        };
+        Ok(Appended { positions, commit })
     }
 
     fn durable(&self, stream: Stream, upto: Position) -> Result<Option<Commit>, LogError> {

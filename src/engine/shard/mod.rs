@@ -97,24 +97,26 @@ impl Shard {
     /// After a step on the pair at `index` of a partition: keeps a new pair
     /// only if it has progress, counts a pair that has progress again
     /// (`was_empty`: new, or erased before), and files its timer.
-    fn settle(&mut self, p: PartitionId, index: usize, created: bool, was_empty: bool) {
+    /// Returns whether the pair is kept.
+    fn settle(&mut self, p: PartitionId, index: usize, created: bool, was_empty: bool) -> bool {
         let Ok(part) = self.part_mut(p) else {
-            return;
+            return false;
         };
         let Some((_, slot)) = part.pairs.get_index(index) else {
-            return;
+            return false;
         };
         let keep = slot.cell.tracker.borrow().has_progress();
         if created && !keep {
             // The new slot is the last one, so removing it moves nothing.
             part.pairs.swap_remove_index(index);
-            return;
+            return false;
         }
         let cell = slot.cell.clone();
         if was_empty && keep {
             self.shared.stats.pair_added(self.index);
         }
         self.timers.borrow_mut().arm(&cell);
+        true
     }
 
     /// Runs an operation on a pair in this shard's thread. Returns the
@@ -141,10 +143,8 @@ impl Shard {
         let cell = part.pairs[index].cell.clone();
         let was_empty = created || !cell.tracker.borrow().has_progress();
         let step = run_op(&cell, op, &self.shared, &self.log, now);
-        self.settle(op.partition, index, created, was_empty);
-        let kept = self
-            .part(op.partition)
-            .is_ok_and(|part| part.pairs.contains_key(op.key));
+        // Not kept: a new pair whose first event applied nothing.
+        let kept = self.settle(op.partition, index, created, was_empty) || !created;
         (kept.then_some(cell), step)
     }
 
@@ -249,9 +249,6 @@ impl Handler<PairMessage> for Shard {
     }
 }
 
-/// Applied changes of one partition, in order, with their pairs' cells.
-type Changes<'a> = Vec<(PairChangeRef<'a>, Rc<PairCell>)>;
-
 /// Many increases for pairs of this shard, applied in order without
 /// activating actors (bulk traffic would otherwise fill memory with actors),
 /// made durable together.
@@ -270,9 +267,10 @@ impl Handler<PairBatch> for Shard {
     type Result = Result<(Vec<Result<EventResult, EngineError>>, Option<Commit>), EngineError>;
 
     fn handle(&mut self, batch: PairBatch, _: &mut Self::Context) -> Self::Result {
-        // Changes by partition, in order; the most each partition must wait
-        // for (duplicates of changes still on their way to the log).
-        let mut changes: Vec<(PartitionId, Changes<'_>)> = Vec::new();
+        // The changes in order, with their pairs' cells; the most each
+        // partition must wait for (duplicates of changes still on their way
+        // to the log).
+        let mut changes: Vec<(PartitionId, PairChangeRef<'_>, Rc<PairCell>)> = Vec::new();
         let mut waits: Vec<(PartitionId, Position)> = Vec::new();
         // One arrival time for the whole batch (it arrived at once).
         let now = self.shared.clock.now();
@@ -289,10 +287,7 @@ impl Handler<PairBatch> for Shard {
                 let (cell, step) = self.run_inline(op, now);
                 step.map(|step| {
                     if let (Some(change), Some(cell)) = (step.change, cell) {
-                        match changes.iter_mut().find(|(p, _)| p == partition) {
-                            Some((_, list)) => list.push((change, cell)),
-                            None => changes.push((*partition, vec![(change, cell)])),
-                        }
+                        changes.push((*partition, change, cell));
                     } else if step.wait.0 > 0 {
                         match waits.iter_mut().find(|(p, _)| p == partition) {
                             Some((_, w)) => *w = (*w).max(step.wait),
@@ -303,12 +298,11 @@ impl Handler<PairBatch> for Shard {
                 })
             })
             .collect();
-        let mut commits = Vec::new();
-        for (partition, list) in &changes {
-            let refs: Vec<(PairChangeRef<'_>, &PairCell)> =
-                list.iter().map(|(c, cell)| (*c, cell.as_ref())).collect();
-            commits.extend(self.log.append_changes(*partition, &refs)?);
-        }
+        let refs: Vec<(PartitionId, PairChangeRef<'_>, &PairCell)> = changes
+            .iter()
+            .map(|(p, c, cell)| (*p, *c, cell.as_ref()))
+            .collect();
+        let mut commits: Vec<Commit> = self.log.append_changes(&refs)?.into_iter().collect();
         for (partition, wait) in waits {
             commits.extend(self.log.durable(partition, wait)?);
         }
