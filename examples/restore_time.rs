@@ -136,7 +136,7 @@ async fn load_and_snapshot(n: usize, dir: PathBuf) -> anyhow::Result<Loaded> {
         .stats()
         .pairs
         .load(std::sync::atomic::Ordering::Relaxed);
-    let wal_bytes = dir_bytes(&dir.join("wal"));
+    let wal_bytes = dir_bytes(&dir.join("log"));
 
     let started = Instant::now();
     let info = {

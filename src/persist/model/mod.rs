@@ -61,7 +61,9 @@ fn unknown_version(v: u8) -> ModelError {
 }
 
 fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, ModelError> {
-    codec::encode_after(&[VERSIONED, version], value).map_err(|e| bad(e.to_string()))
+    // A tuple encodes as its fields one after the other, and a `u8` as one
+    // byte: the version mark, then the value, in one exactly sized buffer.
+    codec::encode(&(VERSIONED, version, value)).map_err(|e| bad(e.to_string()))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ModelError> {

@@ -267,6 +267,9 @@ fn image_of(engine: &Engine, pair: PairV1) -> Result<Option<(PartitionId, PairIm
     )))
 }
 
+/// Pairs of an older snapshot gathered per partition before a load.
+const LEGACY_LOAD: usize = 1024;
+
 /// Loads a snapshot's pairs into their partitions, several loads in flight;
 /// returns the highest position a pair remembers.
 pub(super) fn load_pairs(
@@ -294,22 +297,36 @@ pub(super) fn load_pairs(
             }
             Ok(())
         };
-    for (_, chunk) in image.chunks {
+    for (partition, chunk) in image.chunks {
+        // A partitioned snapshot's chunk goes to its partition as it is; an
+        // older one's pairs are gathered by partition, in small loads (a
+        // large buffer per partition would hold the whole snapshot twice).
+        let mut direct = Vec::with_capacity(if partition.is_some() { chunk.len() } else { 0 });
         for pair in chunk {
             progress.advance(1);
             floor = floor.max(pair.last_lsn);
-            // The partition follows from the pair (the chunk's is the same
-            // for a partitioned snapshot; an older one has none).
             let Some((p, image)) = image_of(engine, pair)? else {
                 continue;
             };
             report.pairs += 1;
+            if partition.is_some() {
+                direct.push((p, image));
+                continue;
+            }
             let bucket = buckets.entry(p).or_default();
             bucket.push(image);
-            if bucket.len() >= BATCH {
+            if bucket.len() >= LEGACY_LOAD {
                 let batch = std::mem::take(bucket);
                 flush(p, batch, &mut loading)?;
             }
+        }
+        // The partition follows from each pair (the chunk's is the same).
+        let mut by_partition: HashMap<PartitionId, Vec<PairImage>> = HashMap::new();
+        for (p, image) in direct {
+            by_partition.entry(p).or_default().push(image);
+        }
+        for (p, batch) in by_partition {
+            flush(p, batch, &mut loading)?;
         }
     }
     for (p, batch) in buckets {
