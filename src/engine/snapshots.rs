@@ -9,8 +9,8 @@ use super::catalog::CatalogState;
 use super::error::EngineError;
 use super::log::{Log, PartitionId, Position, Stream};
 use super::shard::{
-    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
-    SnapshotChunk, SnapshotStart,
+    AttachLog, Chunk, EncodeChunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
+    SnapshotBegin, SnapshotChunk, SnapshotStart,
 };
 use super::{shard_gone, Engine};
 
@@ -46,13 +46,15 @@ impl Engine {
             .map_err(shard_gone)?
     }
 
-    /// The next chunk of a partition's pairs in a snapshot.
+    /// The next chunk of a partition's pairs in a snapshot, encoded by
+    /// `encode` on the shard's thread.
     pub async fn snapshot_chunk(
         &self,
         p: PartitionId,
         from: usize,
         max: usize,
         token: u64,
+        encode: EncodeChunk,
     ) -> Result<Chunk, EngineError> {
         self.shards[self.shard_of(p)]
             .send(SnapshotChunk {
@@ -60,6 +62,7 @@ impl Engine {
                 from,
                 max,
                 token,
+                encode,
             })
             .await
             .map_err(shard_gone)?

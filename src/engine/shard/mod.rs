@@ -23,8 +23,8 @@ pub use partition::Hasher;
 use partition::{Partition, Slot};
 pub use reads::{DropAchievement, EraseCustomer, ExportKeys, ExportRows, ReadCustomer};
 pub use restore::{
-    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
-    SnapshotChunk, SnapshotStart,
+    AttachLog, Chunk, EncodeChunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
+    SnapshotBegin, SnapshotChunk, SnapshotStart,
 };
 
 use super::actor::{PairActor, Passivate};

@@ -59,6 +59,12 @@ impl Handler<SnapshotBegin> for Shard {
     }
 }
 
+/// Encodes a chunk of a partition's pairs for a snapshot, on the shard's
+/// thread (so shards encode in parallel); given by whoever stores
+/// snapshots.
+pub type EncodeChunk =
+    Arc<dyn Fn(PartitionId, Vec<PairImage>) -> Result<Vec<u8>, String> + Send + Sync>;
+
 /// Copies up to `max` pairs of a partition from position `from`; traffic is
 /// served between chunks, so a large partition never stalls its shard.
 pub struct SnapshotChunk {
@@ -66,10 +72,13 @@ pub struct SnapshotChunk {
     pub from: usize,
     pub max: usize,
     pub token: u64,
+    pub encode: EncodeChunk,
 }
 
 pub struct Chunk {
-    pub pairs: Vec<PairImage>,
+    /// The chunk as `encode` made it (empty when it holds no pair).
+    pub bytes: Vec<u8>,
+    pub pairs: usize,
     pub next: usize,
     pub done: bool,
 }
@@ -89,7 +98,7 @@ impl Handler<SnapshotChunk> for Shard {
             ));
         }
         let end = (msg.from + msg.max).min(part.pairs.len());
-        let pairs = part
+        let pairs: Vec<PairImage> = part
             .pairs
             .get_range(msg.from.min(end)..end)
             .into_iter()
@@ -102,10 +111,21 @@ impl Handler<SnapshotChunk> for Shard {
                 tracker: slot.cell.tracker.borrow().to_parts(),
             })
             .collect();
+        let done = end >= part.pairs.len();
+        let n = pairs.len();
+        let bytes = if n == 0 {
+            Vec::new()
+        } else {
+            (msg.encode)(msg.partition, pairs).map_err(|e| {
+                tracing::error!(error = %e, "cannot encode a snapshot chunk");
+                EngineError::Internal("cannot encode a snapshot chunk")
+            })?
+        };
         Ok(Chunk {
-            pairs,
+            bytes,
+            pairs: n,
             next: end,
-            done: end >= part.pairs.len(),
+            done,
         })
     }
 }

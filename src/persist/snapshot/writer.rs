@@ -87,8 +87,13 @@ impl SnapshotWriter {
     /// Writes a chunk of one partition's pairs.
     pub fn write_chunk(&mut self, chunk: &ChunkV3) -> io::Result<()> {
         let bytes = codec::encode(chunk).map_err(io::Error::other)?;
-        self.pairs += chunk.pairs.len() as u64;
-        self.section(&bytes)
+        self.write_encoded_chunk(&bytes, chunk.pairs.len())
+    }
+
+    /// Writes a chunk already encoded as a `ChunkV3` of `pairs` pairs.
+    pub fn write_encoded_chunk(&mut self, bytes: &[u8], pairs: usize) -> io::Result<()> {
+        self.pairs += pairs as u64;
+        self.section(bytes)
     }
 
     /// Seals the snapshot: header, fsync, rename, fsync of the directory.

@@ -9,10 +9,31 @@ use std::time::Instant;
 use futures_executor::block_on;
 
 use super::{SnapshotInfo, Store, StoreError, CHUNK_PAIRS};
+use std::sync::Arc;
+
 use crate::engine::log::PartitionId;
+use crate::engine::shard::{EncodeChunk, PairImage};
 use crate::engine::Engine;
+use crate::persist::codec;
 use crate::persist::model::{CatalogV2, ChunkV3, PairV1, TrackerV1};
 use crate::persist::snapshot::{self, Covered, SnapshotWriter};
+
+/// A chunk of a partition's pairs as a snapshot section (`ChunkV3`).
+fn encode_chunk(partition: PartitionId, pairs: Vec<PairImage>) -> Result<Vec<u8>, String> {
+    let chunk = ChunkV3 {
+        partition: partition.0,
+        pairs: pairs
+            .iter()
+            .map(|image| PairV1 {
+                achievement: image.key.achievement.0,
+                customer: image.key.customer.as_str().to_string(),
+                last_lsn: image.last.0,
+                tracker: TrackerV1::from(&image.tracker),
+            })
+            .collect(),
+    };
+    codec::encode(&chunk).map_err(|e| e.to_string())
+}
 
 impl Store {
     /// Takes a snapshot. Blocking; one at a time.
@@ -53,26 +74,21 @@ impl Store {
         writer.write_catalog(&CatalogV2::from(&catalog))?;
         drop(catalog);
         let mut positions = Vec::with_capacity(partitions as usize);
+        let encode: EncodeChunk = Arc::new(encode_chunk);
         for p in (0..partitions).map(PartitionId) {
             let begin = block_on(engine.snapshot_begin(p))?;
             positions.push(begin.next.0);
             let mut from = 0;
             loop {
-                let chunk = block_on(engine.snapshot_chunk(p, from, CHUNK_PAIRS, begin.token))?;
-                if !chunk.pairs.is_empty() {
-                    writer.write_chunk(&ChunkV3 {
-                        partition: p.0,
-                        pairs: chunk
-                            .pairs
-                            .iter()
-                            .map(|image| PairV1 {
-                                achievement: image.key.achievement.0,
-                                customer: image.key.customer.as_str().to_string(),
-                                last_lsn: image.last.0,
-                                tracker: TrackerV1::from(&image.tracker),
-                            })
-                            .collect(),
-                    })?;
+                let chunk = block_on(engine.snapshot_chunk(
+                    p,
+                    from,
+                    CHUNK_PAIRS,
+                    begin.token,
+                    encode.clone(),
+                ))?;
+                if chunk.pairs > 0 {
+                    writer.write_encoded_chunk(&chunk.bytes, chunk.pairs)?;
                 }
                 from = chunk.next;
                 if chunk.done {
