@@ -9,6 +9,7 @@ use std::time::Instant;
 use futures_executor::block_on;
 
 use super::{SnapshotInfo, Store, StoreError, CHUNK_PAIRS};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::engine::log::PartitionId;
@@ -73,29 +74,43 @@ impl Store {
         let mut writer = SnapshotWriter::create(&self.dir, id, partitions as usize)?;
         writer.write_catalog(&CatalogV2::from(&catalog))?;
         drop(catalog);
-        let mut positions = Vec::with_capacity(partitions as usize);
+        // One walk per shard, all at once (each shard encodes its chunks
+        // while the others do, and none waits for another's round trip);
+        // chunks name their partition, so their order in the file is free.
         let encode: EncodeChunk = Arc::new(encode_chunk);
-        for p in (0..partitions).map(PartitionId) {
-            let begin = block_on(engine.snapshot_begin(p))?;
-            positions.push(begin.next.0);
-            let mut from = 0;
-            loop {
-                let chunk = block_on(engine.snapshot_chunk(
-                    p,
-                    from,
-                    CHUNK_PAIRS,
-                    begin.token,
-                    encode.clone(),
-                ))?;
-                if chunk.pairs > 0 {
-                    writer.write_encoded_chunk(&chunk.bytes, chunk.pairs)?;
+        let positions = RefCell::new(vec![0u64; partitions as usize]);
+        let writer = RefCell::new(writer);
+        let shards = engine.shard_count();
+        let walks = (0..shards).map(|s| {
+            let (encode, positions, writer) = (encode.clone(), &positions, &writer);
+            async move {
+                let mine = (0..partitions).filter(|p| *p as usize % shards == s);
+                for p in mine.map(PartitionId) {
+                    let begin = engine.snapshot_begin(p).await?;
+                    positions.borrow_mut()[p.0 as usize] = begin.next.0;
+                    let mut from = 0;
+                    loop {
+                        let chunk = engine
+                            .snapshot_chunk(p, from, CHUNK_PAIRS, begin.token, encode.clone())
+                            .await?;
+                        if chunk.pairs > 0 {
+                            writer
+                                .borrow_mut()
+                                .write_encoded_chunk(&chunk.bytes, chunk.pairs)?;
+                        }
+                        from = chunk.next;
+                        if chunk.done {
+                            break;
+                        }
+                    }
                 }
-                from = chunk.next;
-                if chunk.done {
-                    break;
-                }
+                Ok::<(), StoreError>(())
             }
+        });
+        for walk in block_on(futures_util::future::join_all(walks)) {
+            walk?;
         }
+        let (writer, positions) = (writer.into_inner(), positions.into_inner());
         let (_, bytes, pairs) = writer.finish(
             created,
             catalog_position.0,
