@@ -43,10 +43,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// The supervisor actor of one shard.
 pub struct Shard {
     index: usize,
-    /// How many shards the engine runs: partition `p` is here when
-    /// `p % shards == index`, at `partitions[p / shards]`.
-    shards: usize,
-    partitions: Vec<Partition>,
+    /// Indexed by partition id; `Some` for the partitions this shard runs
+    /// (`p % shards == index`), so finding one takes no division.
+    partitions: Vec<Option<Partition>>,
     /// Pairs with an actor, and their partitions.
     active: HashMap<PairKey, PartitionId, Hasher>,
     /// Period ends of every pair of the shard, active or passive.
@@ -57,13 +56,12 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(index: usize, shards: usize, partitions: u32, shared: Arc<Shared>) -> Shard {
-        let local = (partitions as usize)
-            .saturating_sub(index)
-            .div_ceil(shards.max(1));
+        let shards = shards.max(1);
         Shard {
             index,
-            shards: shards.max(1),
-            partitions: (0..local).map(|_| Partition::default()).collect(),
+            partitions: (0..partitions as usize)
+                .map(|p| (p % shards == index).then(Partition::default))
+                .collect(),
             active: HashMap::default(),
             timers: Rc::default(),
             log: ShardLog::new(),
@@ -73,22 +71,17 @@ impl Shard {
 
     fn part(&self, p: PartitionId) -> Result<&Partition, EngineError> {
         self.partitions
-            .get(p.0 as usize / self.shards)
-            .filter(|_| p.0 as usize % self.shards == self.index)
+            .get(p.0 as usize)
+            .and_then(Option::as_ref)
             .ok_or(EngineError::Internal(
                 "a partition was sent to the wrong shard",
             ))
     }
 
     fn part_mut(&mut self, p: PartitionId) -> Result<&mut Partition, EngineError> {
-        let shards = self.shards;
-        if p.0 as usize % shards != self.index {
-            return Err(EngineError::Internal(
-                "a partition was sent to the wrong shard",
-            ));
-        }
         self.partitions
-            .get_mut(p.0 as usize / shards)
+            .get_mut(p.0 as usize)
+            .and_then(Option::as_mut)
             .ok_or(EngineError::Internal(
                 "a partition was sent to the wrong shard",
             ))

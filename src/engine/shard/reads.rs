@@ -64,6 +64,7 @@ impl Handler<ExportKeys> for Shard {
         let mut keys: Vec<CustomerId> = self
             .partitions
             .iter()
+            .flatten()
             .flat_map(|part| part.pairs.iter())
             .filter(|(k, s)| {
                 k.achievement == msg.achievement && s.cell.tracker.borrow().has_progress()
@@ -127,6 +128,7 @@ impl Handler<DropAchievement> for Shard {
         let doomed: Vec<PairKey> = self
             .partitions
             .iter()
+            .flatten()
             .flat_map(|part| part.pairs.keys())
             .filter(|k| k.achievement == id)
             .cloned()
@@ -137,7 +139,7 @@ impl Handler<DropAchievement> for Shard {
             }
         }
         let mut removed = 0;
-        for part in &mut self.partitions {
+        for part in self.partitions.iter_mut().flatten() {
             let before = part.pairs.len();
             part.pairs.retain(|k, s| {
                 let gone = k.achievement == id;

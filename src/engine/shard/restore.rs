@@ -144,7 +144,7 @@ impl Handler<ReservePairs> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: ReservePairs, _: &mut Self::Context) {
-        for part in &mut self.partitions {
+        for part in self.partitions.iter_mut().flatten() {
             part.pairs.reserve(msg.per_partition);
         }
     }
