@@ -933,20 +933,7 @@ fn a_data_dir_that_is_a_file_fails_fast_with_a_clear_message() {
     let not_a_dir = tmp.path().join("plain-file");
     fs::write(&not_a_dir, b"not a directory").expect("write a file");
     let log = tmp.path().join("out.log");
-    let started = Instant::now();
-    let mut child = spawn_binary(&not_a_dir, free_port(), &[], &log);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 10 s; log:\n{}", read_log(&log));
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let out = read_log(&log);
+    let (status, out) = run_until_exit(&not_a_dir, &[], &log);
     assert!(!status.success(), "exit status {status}; log:\n{out}");
     assert!(
         out.contains(&not_a_dir.display().to_string()),
@@ -955,6 +942,54 @@ fn a_data_dir_that_is_a_file_fails_fast_with_a_clear_message() {
     assert!(out.contains("data directory"), "{out}");
     // The file is left as it was.
     assert_eq!(fs::read(&not_a_dir).expect("read"), b"not a directory");
+}
+
+/// Runs the binary, which must exit by itself within 10 s; its status and log.
+fn run_until_exit(data: &Path, extra: &[&str], log: &Path) -> (ExitStatus, String) {
+    let started = Instant::now();
+    let mut child = spawn_binary(data, free_port(), extra, log);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 10 s; log:\n{}", read_log(log));
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status, read_log(log))
+}
+
+#[test]
+fn another_partition_count_than_the_data_dir_has_fails_fast_with_a_clear_message() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let logs = tempfile::tempdir().expect("temp dir");
+    let extra = ["--partitions", "64", "--snapshot-interval", "0"];
+    let mut server = Server::start(data.path(), &logs.path().join("1.log"), &extra);
+    let setup = create_catalog(&server);
+    let events = numbered_events("partitioned", 40, 5);
+    send_all_applied(&server, &setup.key, &events);
+    server.kill9();
+    // Without the flag the directory's own count is used.
+    let mut server = Server::start(data.path(), &logs.path().join("2.log"), &[]);
+    check_progress(&server, &setup, &events, "restarted without --partitions");
+    server.kill9();
+    // With another count: a clear startup error, nothing touched.
+    let (status, out) = run_until_exit(
+        data.path(),
+        &["--partitions", "256"],
+        &logs.path().join("3.log"),
+    );
+    assert!(!status.success(), "exit status {status}; log:\n{out}");
+    assert!(
+        out.contains("created with 64 partitions, not 256"),
+        "the message says what is wrong:\n{out}"
+    );
+    assert!(out.contains("--partitions 64"), "and what to do:\n{out}");
+    let server = Server::start(data.path(), &logs.path().join("4.log"), &extra);
+    check_progress(&server, &setup, &events, "after the refused start");
 }
 
 // ---------------------------------------------------------------------------
