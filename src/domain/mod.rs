@@ -9,6 +9,7 @@ pub mod achievement;
 pub mod catalog;
 pub mod effects;
 pub mod error;
+pub mod happened;
 pub mod ids;
 pub mod period;
 pub mod tracker;
@@ -19,6 +20,7 @@ pub use achievement::{
 };
 pub use effects::{Effect, EventResult, Outcome, Reason};
 pub use error::{DomainError, FieldError};
+pub use happened::{EntryType, Mark, Transition};
 pub use ids::{AchievementId, ApplicationId, CampaignId, CustomerId, EventId, ProgressTrackerId};
 pub use period::{Period, PeriodEnd, PeriodError};
 pub use tracker::{Ctx, Increase, Iteration, Limits, PairTracker, ProgressStatus};

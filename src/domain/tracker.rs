@@ -254,6 +254,14 @@ impl PairTracker {
             .map(move |i| i.at(now))
     }
 
+    /// The stored iterations (statuses as last written, not as of now),
+    /// newest first.
+    pub fn stored_iterations(&self) -> impl Iterator<Item = &Iteration> + '_ {
+        self.current
+            .iter()
+            .chain(self.history.iter().flat_map(|h| h.iter()))
+    }
+
     /// The pair number this tracker's ids derive from.
     pub fn pair_number(&self) -> u64 {
         self.tracker_base >> TRACKER_SEQ_BITS

@@ -65,6 +65,9 @@ use RecurrencePolicy::{NoRecurrence, OnCompletion, OnExpiration};
 /// Event time and lateness: history import, the `allowedLatenessSeconds` bound.
 mod history;
 
+/// What the feed says happened, compared with the effects.
+mod happened;
+
 /// The rules, limits and zone events are applied with.
 struct Fx {
     rules: AchievementRules,
