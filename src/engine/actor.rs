@@ -80,9 +80,9 @@ impl Handler<PairMessage> for PairActor {
             });
             ctx.stop();
         } else {
-            self.timers.borrow_mut().arm(&self.cell);
+            self.timers.borrow_mut().arm(msg.partition, &self.cell);
         }
-        respond(step, &self.cell, msg.partition, &self.log)
+        respond(step, &self.cell, msg.partition, &self.log, &self.shared)
     }
 }
 

@@ -90,11 +90,24 @@ pub struct Erasure {
     pub achievements: Vec<AchievementId>,
 }
 
+/// Time passed the end of some pairs' iterations (their owner's timers
+/// noticed): recorded so that replay and replicas expire the same
+/// iterations at the same point of the partition's stream, and the feed
+/// tells each expiry once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The time the timers fired at; each named pair's iteration that ended
+    /// by then becomes `expired`.
+    pub at: DateTime<Utc>,
+    pub pairs: Vec<(AchievementId, CustomerId)>,
+}
+
 /// A record as read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Pair(PairChange),
     Erase(Erasure),
+    Expire(Expiry),
     Catalog(CatalogRecord),
 }
 
@@ -103,6 +116,7 @@ pub enum Record {
 pub enum RecordRef<'a> {
     Pair(PairChangeRef<'a>),
     Erase(&'a Erasure),
+    Expire(&'a Expiry),
     Catalog(&'a CatalogRecord),
 }
 
@@ -127,6 +141,7 @@ impl RecordRef<'_> {
         match self {
             RecordRef::Pair(p) => Record::Pair(p.to_owned()),
             RecordRef::Erase(e) => Record::Erase((*e).clone()),
+            RecordRef::Expire(e) => Record::Expire((*e).clone()),
             RecordRef::Catalog(c) => Record::Catalog((*c).clone()),
         }
     }

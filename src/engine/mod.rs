@@ -22,6 +22,7 @@
 pub mod actor;
 pub mod catalog;
 pub mod error;
+pub mod feed;
 pub mod keys;
 pub mod log;
 pub mod pair;
@@ -97,26 +98,48 @@ impl Engine {
             queue_capacity: config.queue_capacity,
             inflight: (0..n).map(|_| Default::default()).collect(),
             pair_numbers: Default::default(),
+            feed: Default::default(),
         });
+        let catalog = Arc::new(catalog);
         let arbiters: Vec<_> = (0..config.arbiters.clamp(1, n))
             .map(|_| Arbiter::new())
             .collect();
         let shards = (0..n)
             .map(|i| {
-                let shared = shared.clone();
+                let (shared, catalog) = (shared.clone(), catalog.clone());
                 let arbiter = &arbiters[i % arbiters.len()];
                 Shard::start_in_arbiter(&arbiter.handle(), move |_| {
-                    Shard::new(i, n, partitions, shared)
+                    Shard::new(i, n, partitions, shared, catalog)
                 })
             })
             .collect();
         Engine {
-            catalog: Arc::new(catalog),
+            catalog,
             shards: Arc::new(shards),
             shared,
             ready: Arc::new(AtomicBool::new(true)),
             catalog_writer: Arc::default(),
             log: Arc::default(),
+        }
+    }
+
+    /// Sends the feed every entry from now on (before a restore replays,
+    /// so replayed records reach it too). Once.
+    pub fn attach_feed(&self, sink: Arc<dyn feed::FeedSink>) -> Result<(), EngineError> {
+        self.shared
+            .feed
+            .set(sink)
+            .map_err(|_| EngineError::Internal("a feed is attached already"))
+    }
+
+    /// Resolves once the feed has stored everything the engine sent it so
+    /// far (at once without a feed). A snapshot waits for this before it
+    /// lets the log go: what the feed has not stored must stay replayable.
+    pub async fn feed_barrier(&self) {
+        if let Some(sink) = self.shared.feed.get() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            sink.send(feed::FeedMessage::Barrier(tx));
+            let _ = rx.await;
         }
     }
 

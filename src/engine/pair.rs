@@ -17,11 +17,13 @@ use chrono::{DateTime, Utc};
 
 use super::catalog::AchievementEntry;
 use super::error::EngineError;
+use super::feed::{self, FeedEntry};
 use super::log::{ChangeOpRef, Commit, PairChangeRef, PartitionId, Position};
 use super::shard_log::ShardLog;
 use super::Shared;
 use crate::domain::{
     AchievementId, Ctx, CustomerId, EventId, EventResult, Increase, Outcome, PairTracker,
+    Transition,
 };
 
 /// A pair's key within the engine.
@@ -129,6 +131,8 @@ pub struct Step<'a> {
     pub result: EventResult,
     pub change: Option<PairChangeRef<'a>>,
     pub wait: Position,
+    /// What the change did, for the feed (sent once it has a position).
+    pub feed: Vec<FeedEntry>,
 }
 
 /// Applies one operation to a pair's state: the only call into the domain.
@@ -146,7 +150,25 @@ pub fn run_op<'a>(
     }
     log.check_writable(op.partition)?;
     let running = op.entry.campaign.running_at(now);
-    let result = apply_op(cell, op, shared, now, running)?;
+    let mut transitions = Vec::new();
+    let result = apply_op(cell, op, shared, now, running, &mut transitions)?;
+    let feed = if transitions.is_empty() {
+        Vec::new()
+    } else {
+        let event_id = match op.kind {
+            OpKind::Increase(inc) => inc.event_id.as_ref(),
+            OpKind::Rollback(id) => Some(id),
+            #[cfg(test)]
+            OpKind::Panic => None,
+        };
+        feed::entries(
+            op.entry,
+            op.partition,
+            &op.key.customer,
+            event_id,
+            transitions,
+        )
+    };
     let change = match (result.outcome, op.kind) {
         (Outcome::Applied, OpKind::Increase(inc)) => Some(ChangeOpRef::Increase(inc)),
         (Outcome::Applied, OpKind::Rollback(id)) => Some(ChangeOpRef::Rollback(id)),
@@ -169,16 +191,19 @@ pub fn run_op<'a>(
         result,
         change,
         wait,
+        feed,
     })
 }
 
-/// The domain step with a given time and campaign state (live and replay).
+/// The domain step with a given time and campaign state (live and replay);
+/// what it did to the pair's iterations is added to `transitions`.
 pub fn apply_op(
     cell: &PairCell,
     op: OpRef<'_>,
     shared: &Shared,
     now: DateTime<Utc>,
     campaign_running: bool,
+    transitions: &mut Vec<Transition>,
 ) -> Result<EventResult, EngineError> {
     let ctx = Ctx {
         rules: &op.entry.achievement.rules,
@@ -189,12 +214,16 @@ pub fn apply_op(
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut tracker = cell.tracker.borrow_mut();
-        let result = match op.kind {
-            OpKind::Increase(inc) => tracker.apply(&ctx, inc)?,
-            OpKind::Rollback(id) => tracker.rollback(&ctx, id),
+        let mark = tracker.mark();
+        let (result, at) = match op.kind {
+            OpKind::Increase(inc) => (tracker.apply(&ctx, inc)?, inc.at.unwrap_or(now)),
+            OpKind::Rollback(id) => (tracker.rollback(&ctx, id), now),
             #[cfg(test)]
             OpKind::Panic => panic!("injected test panic"),
         };
+        if result.outcome == Outcome::Applied {
+            tracker.transitions_since(mark, at, transitions);
+        }
         if tracker.has_progress() {
             op.entry.mark_progress();
         }
@@ -227,10 +256,16 @@ pub fn respond(
     cell: &PairCell,
     partition: PartitionId,
     log: &ShardLog,
+    shared: &Shared,
 ) -> Result<Pending, EngineError> {
     let step = step?;
     let commit = match step.change {
-        Some(change) => log.append_changes(&[(partition, change, cell)])?,
+        Some(change) => {
+            let (positions, commit) = log.append_changes(&[(partition, change, cell)])?;
+            let at = positions.first().copied().unwrap_or_default();
+            feed::send_entries(shared.feed(), at, step.feed);
+            commit
+        }
         None => log.durable(partition, step.wait)?,
     };
     Ok((step.result, commit))

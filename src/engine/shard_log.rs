@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::error::EngineError;
-use super::log::{Commit, Erasure, Log, PairChangeRef, PartitionId, Position, RecordRef, Stream};
+use super::log::{Commit, Log, PairChangeRef, PartitionId, Position, RecordRef, Stream};
 use super::pair::PairCell;
 
 #[derive(Default)]
@@ -48,42 +48,43 @@ impl ShardLog {
     }
 
     /// Appends applied changes, each to its partition's stream, in order;
-    /// each pair's cell learns its change's position. Resolves once durable.
+    /// each pair's cell learns its change's position. Returns the positions
+    /// (none without a log) and what resolves once they are durable.
     pub fn append_changes(
         &self,
         changes: &[(PartitionId, PairChangeRef<'_>, &PairCell)],
-    ) -> Result<Option<Commit>, EngineError> {
+    ) -> Result<(Vec<Position>, Option<Commit>), EngineError> {
         let log = self.log.borrow();
         let Some(log) = log.as_ref() else {
-            return Ok(None);
+            return Ok((Vec::new(), None));
         };
         if changes.is_empty() {
-            return Ok(None);
+            return Ok((Vec::new(), None));
         }
         let records: Vec<(Stream, RecordRef<'_>)> = changes
             .iter()
             .map(|(p, c, _)| (Stream::Partition(*p), RecordRef::Pair(*c)))
             .collect();
         let appended = log.append(&records).map_err(unavailable)?;
-        for ((_, _, cell), position) in changes.iter().zip(appended.positions) {
-            cell.last.set(position);
+        for ((_, _, cell), position) in changes.iter().zip(&appended.positions) {
+            cell.last.set(*position);
         }
-        Ok(Some(appended.commit))
+        Ok((appended.positions, Some(appended.commit)))
     }
 
-    /// Appends an erasure; returns its position (0 without a log) and what
-    /// to wait for.
-    pub fn append_erasure(
+    /// Appends a record that is not a pair's change (an erasure, an expiry);
+    /// returns its position (0 without a log) and what to wait for.
+    pub fn append_other(
         &self,
         partition: PartitionId,
-        erasure: &Erasure,
+        record: RecordRef<'_>,
     ) -> Result<(Position, Option<Commit>), EngineError> {
         let log = self.log.borrow();
         let Some(log) = log.as_ref() else {
             return Ok((Position(0), None));
         };
         let appended = log
-            .append(&[(Stream::Partition(partition), RecordRef::Erase(erasure))])
+            .append(&[(Stream::Partition(partition), record)])
             .map_err(unavailable)?;
         let at = appended.positions.first().copied().unwrap_or_default();
         Ok((at, Some(appended.commit)))

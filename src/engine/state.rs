@@ -3,12 +3,14 @@
 //! admission counters, pair numbers).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use dashmap::DashMap;
 
 use super::actor::PairActor;
+use super::feed::FeedSink;
 use super::log::PartitionId;
 use super::pair::PairKey;
 use super::partition::{partition_of, DEFAULT_PARTITIONS};
@@ -105,12 +107,19 @@ pub struct Shared {
     pub queue_capacity: usize,
     pub(super) inflight: Vec<AtomicUsize>,
     pub(super) pair_numbers: AtomicU64,
+    /// Where feed entries go, once attached.
+    pub(super) feed: std::sync::OnceLock<Arc<dyn FeedSink>>,
 }
 
 impl Shared {
     /// A new pair's number (its progress tracker ids derive from it).
     pub fn next_pair_number(&self) -> u64 {
         self.pair_numbers.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The feed's sink, if one is attached.
+    pub fn feed(&self) -> Option<&Arc<dyn FeedSink>> {
+        self.feed.get()
     }
 
     /// The highest pair number handed out.

@@ -1,19 +1,21 @@
-//! Period-end timers: the one place that makes a pair's expiry happen on
-//! time, whether the pair is served by its shard or by an active actor.
+//! Period-end timers: the one place that notices, on time, that a pair's
+//! iteration has ended, whether the pair is served by its shard or by an
+//! active actor.
 //!
 //! Owns: `Timers`, one per shard, shared (same thread) by the shard and its
 //! pair actors. Entries are filed by the whole second at or after a pair's
-//! deadline and point at the pair's cell weakly, so removing or moving a pair
-//! never needs the timers rebuilt: an entry whose pair is gone, or whose
-//! deadline changed since (`PairCell::armed` no longer matches), is skipped
-//! when it comes due. Firing a timer only makes visible what time already
-//! decided (`PairTracker::tick`), so a late or stale entry is harmless.
+//! deadline with the pair's partition, and point at the pair's cell weakly,
+//! so removing or moving a pair never needs the timers rebuilt: an entry
+//! whose pair is gone, or whose deadline changed since (`PairCell::armed`
+//! no longer matches), is skipped when it comes due. The shard records what
+//! comes due in the partition's log and applies it (`Shard::expire`).
 
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use chrono::{DateTime, Utc};
 
+use super::log::PartitionId;
 use super::pair::PairCell;
 
 /// The whole second at or after an instant: a timer filed there never fires
@@ -30,12 +32,12 @@ fn timer_second(t: DateTime<Utc>) -> i64 {
 /// A shard's timers.
 #[derive(Default)]
 pub struct Timers {
-    by_second: BTreeMap<i64, Vec<Weak<PairCell>>>,
+    by_second: BTreeMap<i64, Vec<(PartitionId, Weak<PairCell>)>>,
 }
 
 impl Timers {
     /// Files the pair's current deadline, unless it is filed already.
-    pub fn arm(&mut self, cell: &Rc<PairCell>) {
+    pub fn arm(&mut self, partition: PartitionId, cell: &Rc<PairCell>) {
         let second = cell.tracker.borrow().next_deadline().map(timer_second);
         if cell.armed.get() == second {
             return;
@@ -45,14 +47,15 @@ impl Timers {
             self.by_second
                 .entry(at)
                 .or_default()
-                .push(Rc::downgrade(cell));
+                .push((partition, Rc::downgrade(cell)));
         }
     }
 
-    /// Makes every pair whose deadline has passed at `now` show it; returns
-    /// how many iterations expired.
-    pub fn fire(&mut self, now: DateTime<Utc>) -> u64 {
-        let mut expired = 0;
+    /// Takes out the pairs whose filed deadline has come at `now`, by
+    /// partition. They are disarmed: whoever takes them arms them again
+    /// (after expiring them, or to try again later).
+    pub fn due(&mut self, now: DateTime<Utc>) -> BTreeMap<PartitionId, Vec<Rc<PairCell>>> {
+        let mut due: BTreeMap<PartitionId, Vec<Rc<PairCell>>> = BTreeMap::new();
         let now_second = now.timestamp();
         while self
             .by_second
@@ -62,20 +65,18 @@ impl Timers {
             let Some((second, cells)) = self.by_second.pop_first() else {
                 break;
             };
-            for cell in cells.iter().filter_map(Weak::upgrade) {
+            for (p, weak) in cells {
+                let Some(cell) = weak.upgrade() else {
+                    continue;
+                };
                 // Re-armed since (its deadline moved) or disarmed (erased).
                 if cell.armed.get() != Some(second) {
                     continue;
                 }
                 cell.armed.set(None);
-                if cell.tracker.borrow_mut().tick(now) {
-                    expired += 1;
-                }
-                // An expired iteration has no deadline; anything else that
-                // still has one (a deadline in this very second) is filed again.
-                self.arm(&cell);
+                due.entry(p).or_default().push(cell);
             }
         }
-        expired
+        due
     }
 }

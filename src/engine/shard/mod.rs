@@ -29,8 +29,10 @@ pub use restore::{
 
 use super::actor::{PairActor, Passivate};
 use super::catalog::AchievementEntry;
+use super::catalog::Catalog;
 use super::error::EngineError;
-use super::log::{Commit, PairChangeRef, PartitionId, Position};
+use super::feed::{self, FeedEntry, FeedMessage};
+use super::log::{Commit, Erasure, Expiry, PairChangeRef, PartitionId, Position, RecordRef};
 use super::pair::{respond, run_op, OpKind, OpRef, PairCell, PairKey, PairMessage, Pending, Step};
 use super::shard_log::ShardLog;
 use super::timers::Timers;
@@ -52,10 +54,18 @@ pub struct Shard {
     timers: Rc<RefCell<Timers>>,
     log: Rc<ShardLog>,
     shared: Arc<Shared>,
+    /// For what timers and replay tell the feed about a pair's achievement.
+    catalog: Arc<Catalog>,
 }
 
 impl Shard {
-    pub fn new(index: usize, shards: usize, partitions: u32, shared: Arc<Shared>) -> Shard {
+    pub fn new(
+        index: usize,
+        shards: usize,
+        partitions: u32,
+        shared: Arc<Shared>,
+        catalog: Arc<Catalog>,
+    ) -> Shard {
         let shards = shards.max(1);
         Shard {
             index,
@@ -66,6 +76,7 @@ impl Shard {
             timers: Rc::default(),
             log: ShardLog::new(),
             shared,
+            catalog,
         }
     }
 
@@ -108,7 +119,7 @@ impl Shard {
         if was_empty && keep {
             self.shared.stats.pair_added(self.index);
         }
-        self.timers.borrow_mut().arm(&cell);
+        self.timers.borrow_mut().arm(p, &cell);
         true
     }
 
@@ -129,6 +140,7 @@ impl Shard {
                 result: EventResult::rejected(Reason::UnknownEvent),
                 change: None,
                 wait: Position(0),
+                feed: Vec::new(),
             };
             return (None, Ok(step));
         }
@@ -174,8 +186,11 @@ impl Shard {
     }
 
     fn on_tick(&mut self) {
-        let expired = self.timers.borrow_mut().fire(self.shared.clock.now());
-        self.shared.stats.count_expiries(expired);
+        let now = self.shared.clock.now();
+        let due = self.timers.borrow_mut().due(now);
+        for (p, cells) in due {
+            self.expire(p, cells, now);
+        }
         let idle_after = self.shared.idle_after;
         let idle: Vec<PairKey> = self
             .active
@@ -193,6 +208,109 @@ impl Shard {
                 actor.do_send(Passivate);
                 self.shared.stats.count_passivation();
             }
+        }
+    }
+}
+
+impl Shard {
+    /// Expires, through the partition's log, the iterations of `cells` that
+    /// ended by `now`: one record names the pairs, then each is ticked and
+    /// the feed told. If the log cannot take it, they are filed again and
+    /// tried on the next tick (reads show them expired meanwhile).
+    fn expire(&mut self, p: PartitionId, cells: Vec<Rc<PairCell>>, now: DateTime<Utc>) {
+        let ended = |c: &PairCell| c.tracker.borrow().next_deadline().is_some_and(|d| d <= now);
+        let rearm = |shard: &Shard, cells: &[Rc<PairCell>]| {
+            let mut timers = shard.timers.borrow_mut();
+            for cell in cells {
+                timers.arm(p, cell);
+            }
+        };
+        if !cells.iter().any(|c| ended(c)) || self.log.check_writable(p).is_err() {
+            rearm(self, &cells);
+            return;
+        }
+        let wanted: std::collections::HashSet<*const PairCell> =
+            cells.iter().filter(|c| ended(c)).map(Rc::as_ptr).collect();
+        let Ok(part) = self.part(p) else {
+            return;
+        };
+        // The keys, found by one walk of the partition (timers keep no keys,
+        // to stay small; this runs only for partitions with something due).
+        let pairs: Vec<(PairKey, Rc<PairCell>)> = part
+            .pairs
+            .iter()
+            .filter(|(_, slot)| wanted.contains(&Rc::as_ptr(&slot.cell)))
+            .map(|(key, slot)| (key.clone(), slot.cell.clone()))
+            .collect();
+        let expiry = Expiry {
+            at: now,
+            pairs: pairs
+                .iter()
+                .map(|(k, _)| (k.achievement, k.customer.clone()))
+                .collect(),
+        };
+        let position = match self.log.append_other(p, RecordRef::Expire(&expiry)) {
+            // Nobody waits for it; the feed waits until it is durable.
+            Ok((position, _)) => position,
+            Err(_) => {
+                rearm(self, &cells);
+                return;
+            }
+        };
+        let expired = self.apply_expiry(p, position, now, &pairs);
+        self.shared.stats.count_expiries(expired);
+        rearm(self, &cells);
+    }
+
+    /// Ticks pairs at `at` as the expiry record at `position` says (live and
+    /// replay), tells the feed, and returns how many iterations expired.
+    fn apply_expiry(
+        &self,
+        p: PartitionId,
+        position: Position,
+        at: DateTime<Utc>,
+        pairs: &[(PairKey, Rc<PairCell>)],
+    ) -> u64 {
+        let mut expired = 0;
+        let mut feed = Vec::new();
+        let catalog = self.catalog.read();
+        for (key, cell) in pairs {
+            let mut transitions = Vec::new();
+            {
+                let mut tracker = cell.tracker.borrow_mut();
+                let mark = tracker.mark();
+                if tracker.tick(at) {
+                    expired += 1;
+                }
+                tracker.transitions_since(mark, at, &mut transitions);
+            }
+            cell.last.set(position);
+            if let Some(entry) = catalog.achievements.get(&key.achievement) {
+                let first = feed.len() as u32;
+                feed.extend(
+                    feed::entries(entry, p, &key.customer, None, transitions)
+                        .into_iter()
+                        .map(|mut e| {
+                            e.index += first;
+                            e
+                        }),
+                );
+            }
+            self.timers.borrow_mut().arm(p, cell);
+        }
+        feed::send_entries(self.shared.feed(), position, feed);
+        expired
+    }
+
+    /// Tells the feed that a customer's data was erased at `position`.
+    fn tell_erased(&self, p: PartitionId, position: Position, erasure: &Erasure) {
+        if let Some(sink) = self.shared.feed() {
+            sink.send(FeedMessage::Erased {
+                partition: p,
+                position,
+                application: erasure.application,
+                customer: erasure.customer.clone(),
+            });
         }
     }
 }
@@ -234,7 +352,7 @@ impl Handler<PairMessage> for Shard {
             self.activate(&msg.key, msg.partition, ctx);
         }
         match cell {
-            Some(cell) => respond(step, &cell, msg.partition, &self.log),
+            Some(cell) => respond(step, &cell, msg.partition, &self.log, &self.shared),
             // No pair (a rollback of an unknown pair, or a rejected first
             // event): nothing to log, nothing to wait for.
             None => step.map(|s| (s.result, None)),
@@ -264,6 +382,8 @@ impl Handler<PairBatch> for Shard {
         // partition must wait for (duplicates of changes still on their way
         // to the log).
         let mut changes: Vec<(PartitionId, PairChangeRef<'_>, Rc<PairCell>)> = Vec::new();
+        // What each change tells the feed (by the change's place).
+        let mut told: Vec<(usize, Vec<FeedEntry>)> = Vec::new();
         let mut waits: Vec<(PartitionId, Position)> = Vec::new();
         // One arrival time for the whole batch (it arrived at once).
         let now = self.shared.clock.now();
@@ -280,6 +400,9 @@ impl Handler<PairBatch> for Shard {
                 let (cell, step) = self.run_inline(op, now);
                 step.map(|step| {
                     if let (Some(change), Some(cell)) = (step.change, cell) {
+                        if !step.feed.is_empty() {
+                            told.push((changes.len(), step.feed));
+                        }
                         changes.push((*partition, change, cell));
                     } else if step.wait.0 > 0 {
                         match waits.iter_mut().find(|(p, _)| p == partition) {
@@ -295,7 +418,12 @@ impl Handler<PairBatch> for Shard {
             .iter()
             .map(|(p, c, cell)| (*p, *c, cell.as_ref()))
             .collect();
-        let mut commits: Vec<Commit> = self.log.append_changes(&refs)?.into_iter().collect();
+        let (positions, commit) = self.log.append_changes(&refs)?;
+        for (i, list) in told {
+            let at = positions.get(i).copied().unwrap_or_default();
+            feed::send_entries(self.shared.feed(), at, list);
+        }
+        let mut commits: Vec<Commit> = commit.into_iter().collect();
         for (partition, wait) in waits {
             commits.extend(self.log.durable(partition, wait)?);
         }

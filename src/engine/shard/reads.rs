@@ -10,7 +10,7 @@ use crate::domain::{AchievementId, ApplicationId, CustomerId, Iteration};
 use crate::engine::actor::Passivate;
 use crate::engine::catalog::AchievementEntry;
 use crate::engine::error::EngineError;
-use crate::engine::log::{Commit, Erasure, PartitionId};
+use crate::engine::log::{Commit, Erasure, PartitionId, RecordRef};
 use crate::engine::pair::PairKey;
 
 /// Reads a customer's pairs in the given achievements, as of now.
@@ -181,16 +181,17 @@ impl Handler<EraseCustomer> for Shard {
         let erasable = self
             .part(msg.partition)?
             .erasable(&msg.customer, &msg.achievements, None);
-        if erasable.is_empty() {
-            return Ok((0, None));
-        }
-        // The record first: nothing changes unless the log took it.
+        // Logged even when no pair is left (the customer may still have feed
+        // entries, of an achievement deleted since): the record first,
+        // nothing changes unless the log took it.
         let erasure = Erasure {
             application: msg.application,
             customer: msg.customer,
             achievements: erasable,
         };
-        let (at, commit) = self.log.append_erasure(msg.partition, &erasure)?;
+        let (at, commit) = self
+            .log
+            .append_other(msg.partition, RecordRef::Erase(&erasure))?;
         let shared = self.shared.clone();
         let erased = self.part_mut(msg.partition)?.erase(
             &erasure.customer,
@@ -204,6 +205,7 @@ impl Handler<EraseCustomer> for Shard {
             self.shared.stats.pair_removed(self.index);
             self.shared.stats.count_erased();
         }
+        self.tell_erased(msg.partition, at, &erasure);
         Ok((erased, commit))
     }
 }

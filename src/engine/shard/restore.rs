@@ -2,6 +2,7 @@
 //! chunks while traffic flows, loading pairs, replaying log records, and
 //! attaching the log.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -11,7 +12,8 @@ use crate::domain::tracker::TrackerParts;
 use crate::domain::PairTracker;
 use crate::engine::catalog::AchievementEntry;
 use crate::engine::error::EngineError;
-use crate::engine::log::{ChangeOp, Erasure, Log, PairChange, PartitionId, Position};
+use crate::engine::feed;
+use crate::engine::log::{ChangeOp, Erasure, Expiry, Log, PairChange, PartitionId, Position};
 use crate::engine::pair::{apply_op, OpKind, OpRef, PairCell, PairKey};
 
 /// One pair as a snapshot holds it.
@@ -166,11 +168,12 @@ impl Handler<LoadPairs> for Shard {
     fn handle(&mut self, msg: LoadPairs, _: &mut Self::Context) -> Self::Result {
         let timers = self.timers.clone();
         let mut added = 0;
-        let part = self.part_mut(msg.partition)?;
+        let p = msg.partition;
+        let part = self.part_mut(p)?;
         for image in msg.pairs {
             let cell = PairCell::new(PairTracker::from_parts(image.tracker));
             cell.last.set(image.last);
-            timers.borrow_mut().arm(&cell);
+            timers.borrow_mut().arm(p, &cell);
             let slot = super::Slot { cell, actor: None };
             if part.pairs.insert(image.key, slot).is_none() {
                 added += 1;
@@ -188,6 +191,7 @@ impl Handler<LoadPairs> for Shard {
 pub enum ReplayRecord {
     Pair(PairChange, Arc<AchievementEntry>),
     Erase(Erasure),
+    Expire(Expiry),
 }
 
 /// Log records of one partition applied again after a snapshot; records a
@@ -212,6 +216,25 @@ impl Handler<Replay> for Shard {
         for (position, record) in msg.records {
             let (change, entry) = match record {
                 ReplayRecord::Pair(change, entry) => (change, entry),
+                ReplayRecord::Expire(expiry) => {
+                    let part = self.part(p)?;
+                    let pairs: Vec<(PairKey, Rc<PairCell>)> = expiry
+                        .pairs
+                        .into_iter()
+                        .filter_map(|(achievement, customer)| {
+                            let key = PairKey {
+                                achievement,
+                                customer,
+                            };
+                            let cell = part.pairs.get(&key)?.cell.clone();
+                            (cell.last.get() < position).then_some((key, cell))
+                        })
+                        .collect();
+                    let expired = self.apply_expiry(p, position, expiry.at, &pairs);
+                    self.shared.stats.count_expiries(expired);
+                    applied += 1;
+                    continue;
+                }
                 ReplayRecord::Erase(erasure) => {
                     let part = self.part_mut(p)?;
                     let erasable =
@@ -222,6 +245,7 @@ impl Handler<Replay> for Shard {
                     for _ in 0..erased {
                         self.shared.stats.pair_removed(self.index);
                     }
+                    self.tell_erased(p, position, &erasure);
                     applied += 1;
                     continue;
                 }
@@ -252,8 +276,27 @@ impl Handler<Replay> for Shard {
                 entry: &entry,
                 kind: &kind,
             };
-            if let Err(e) = apply_op(&cell, op, &self.shared, change.now, change.campaign_running) {
+            let mut transitions = Vec::new();
+            let applied_op = apply_op(
+                &cell,
+                op,
+                &self.shared,
+                change.now,
+                change.campaign_running,
+                &mut transitions,
+            );
+            if let Err(e) = applied_op {
                 tracing::warn!(?position, error = %e, "a log record did not apply again");
+            }
+            if !transitions.is_empty() {
+                let event_id = match &kind {
+                    OpKind::Increase(inc) => inc.event_id.as_ref(),
+                    OpKind::Rollback(id) => Some(id),
+                    #[cfg(test)]
+                    OpKind::Panic => None,
+                };
+                let list = feed::entries(&entry, p, &key.customer, event_id, transitions);
+                feed::send_entries(self.shared.feed(), position, list);
             }
             cell.last.set(position);
             applied += 1;

@@ -14,16 +14,19 @@
 //! | 1 | `CatalogRecordV1` | `PairRecordV1` | `CatalogV1`, chunks of `PairV1`, shard positions |
 //! | 2 | `CatalogRecordV2` | `ShardRecordV2` (+ erasure) | `CatalogV2`, as 1 |
 //! | 3 | as 2 | `PartitionRecordV3` | `CatalogV2`, `ChunkV3`, partition positions |
+//! | 4 | as 2 | `PartitionRecordV4` (+ expiry) | as 3 |
 
 pub mod v1;
 pub mod v2;
 pub mod v3;
+pub mod v4;
 
 use serde::Serialize;
 
 pub use v1::*;
 pub use v2::{AchievementV2, CatalogRecordV2, CatalogV2, EraseV2, ShardRecordRefV2, ShardRecordV2};
 pub use v3::{ChunkV3, PartitionRecordRefV3, PartitionRecordV3};
+pub use v4::{ExpireV4, PartitionRecordRefV4, PartitionRecordV4, ShardRecordRefV4, ShardRecordV4};
 
 use super::codec;
 use crate::engine::catalog::CatalogRecord;
@@ -43,7 +46,7 @@ pub const VERSIONED: u8 = 0xFF;
 /// The version of catalog log records this build writes.
 pub const CATALOG_LOG_VERSION: u8 = 2;
 /// The version of shard log records this build writes.
-pub const SHARD_LOG_VERSION: u8 = 3;
+pub const SHARD_LOG_VERSION: u8 = 4;
 
 /// The version of a log payload and the bytes after its version mark.
 fn versioned(bytes: &[u8]) -> Result<(u8, &[u8]), ModelError> {
@@ -89,18 +92,22 @@ pub fn encode_partition_record(
     partition: PartitionId,
     record: &RecordRef<'_>,
 ) -> Result<Vec<u8>, ModelError> {
-    let erase;
+    let (erase, expire);
     let record = match record {
-        RecordRef::Pair(change) => ShardRecordRefV2::Pair(change.into()),
+        RecordRef::Pair(change) => ShardRecordRefV4::Pair(change.into()),
         RecordRef::Erase(e) => {
             erase = EraseV2::from(*e);
-            ShardRecordRefV2::Erase(&erase)
+            ShardRecordRefV4::Erase(&erase)
+        }
+        RecordRef::Expire(e) => {
+            expire = ExpireV4::from(*e);
+            ShardRecordRefV4::Expire(&expire)
         }
         RecordRef::Catalog(_) => return Err(bad("a catalog record in a partition's stream")),
     };
     encode_versioned(
         SHARD_LOG_VERSION,
-        &PartitionRecordRefV3 {
+        &PartitionRecordRefV4 {
             partition: partition.0,
             record,
         },
@@ -118,6 +125,10 @@ pub fn decode_shard_record(bytes: &[u8]) -> Result<(Option<PartitionId>, Record)
         (2, body) => Ok((None, decode::<ShardRecordV2>(body)?.to_record()?)),
         (3, body) => {
             let r = decode::<PartitionRecordV3>(body)?;
+            Ok((Some(PartitionId(r.partition)), r.record.to_record()?))
+        }
+        (4, body) => {
+            let r = decode::<PartitionRecordV4>(body)?;
             Ok((Some(PartitionId(r.partition)), r.record.to_record()?))
         }
         (v, _) => Err(unknown_version(v)),

@@ -392,6 +392,18 @@ impl<'a> Replayer<'a> {
                     .unwrap_or_else(|| engine.partition_of(erasure.application, &erasure.customer));
                 (p, ReplayRecord::Erase(erasure))
             }
+            Record::Expire(expiry) => {
+                // Expiry records exist from version 4 on, which names the
+                // partition.
+                let Some(p) = partition else {
+                    return Err(bad_record(
+                        "shard log",
+                        position.0,
+                        "an expiry without a partition",
+                    ));
+                };
+                (p, ReplayRecord::Expire(expiry))
+            }
             Record::Catalog(_) => {
                 return Err(bad_record("shard log", position.0, "a catalog record"))
             }

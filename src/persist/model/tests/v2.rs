@@ -4,7 +4,11 @@
 
 use super::*;
 use crate::domain::ApplicationId;
-use crate::engine::log::{ChangeOpRef, Erasure, PairChangeRef, PartitionId, Record, RecordRef};
+use crate::domain::CustomerId;
+use crate::engine::log::{
+    ChangeOpRef, Erasure, Expiry, PairChangeRef, PartitionId, Record, RecordRef,
+};
+use chrono::DateTime;
 
 fn lateness() -> impl Strategy<Value = Option<u64>> {
     prop_oneof![Just(None), (0u64..=3_155_760_000).prop_map(Some)]
@@ -89,6 +93,42 @@ proptest! {
     }
 
     #[test]
+    fn expiries_survive_the_log(
+        secs in 0i64..4_000_000_000,
+        pairs in vec((any::<u64>(), "[a-z0-9]{1,30}"), 0..20),
+        p in any::<u32>(),
+    ) {
+        let e = Expiry {
+            at: DateTime::from_timestamp(secs, 0).expect("in range"),
+            pairs: pairs
+                .into_iter()
+                .map(|(a, c)| (AchievementId(a), CustomerId::parse(&c, "/c").expect("valid")))
+                .collect(),
+        };
+        let bytes = encode_partition_record(PartitionId(p), &RecordRef::Expire(&e)).expect("encodes");
+        prop_assert_eq!(&bytes[..2], &[VERSIONED, 4][..]);
+        let (partition, back) = decode_shard_record(&bytes).expect("decodes");
+        prop_assert_eq!(partition, Some(PartitionId(p)));
+        prop_assert_eq!(back, Record::Expire(e));
+    }
+
+    #[test]
+    fn version_3_shard_records_still_read(change in pair_record(), e in erasure(), p in any::<u32>()) {
+        let erase = EraseV2::from(&e);
+        for (record, expected) in [
+            (ShardRecordRefV2::Pair((&borrowed(&change)).into()), Record::Pair(change.clone())),
+            (ShardRecordRefV2::Erase(&erase), Record::Erase(e.clone())),
+        ] {
+            let v3 = codec::encode_after(
+                &[VERSIONED, 3],
+                &PartitionRecordRefV3 { partition: p, record },
+            )
+            .expect("encodes");
+            prop_assert_eq!(decode_shard_record(&v3).expect("decodes"), (Some(PartitionId(p)), expected));
+        }
+    }
+
+    #[test]
     fn version_1_and_2_shard_records_still_read_without_a_partition(change in pair_record(), e in erasure()) {
         let v1 = codec::encode(&PairRecordV1::from(&change)).expect("encodes");
         prop_assert_ne!(v1[0], VERSIONED);
@@ -98,7 +138,7 @@ proptest! {
     }
 
     #[test]
-    fn log_payload_decoders_never_panic(bytes in vec(any::<u8>(), 0..256), version in 0u8..5) {
+    fn log_payload_decoders_never_panic(bytes in vec(any::<u8>(), 0..256), version in 0u8..6) {
         let mut payload = if version > 0 { vec![VERSIONED, version] } else { Vec::new() };
         payload.extend(bytes);
         let _ = decode_shard_record(&payload);
@@ -116,9 +156,9 @@ fn a_catalog_record_in_a_partition_stream_is_refused() {
 fn unknown_log_versions_are_refused_not_misread() {
     let record = CatalogRecord::DeleteAchievement(AchievementId(7));
     let mut future = encode_catalog_record(&record).unwrap();
-    future[1] = 4;
+    future[1] = 9;
     let e = decode_catalog_record(&future).unwrap_err();
-    assert!(e.to_string().contains("version 4"), "{e}");
+    assert!(e.to_string().contains("version 9"), "{e}");
     assert!(decode_shard_record(&future).is_err());
     assert!(decode_catalog_record(&[VERSIONED]).is_err());
 }
