@@ -65,6 +65,21 @@ pub struct Settings {
     /// 408 and is disconnected. Also the idle keep-alive time.
     #[arg(long, env = "ACHV_REQUEST_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub request_timeout_ms: u64,
+
+    /// How long achievement events stay in the feed (seconds; default 7
+    /// days). A cursor older than that gets 410.
+    #[arg(long, env = "ACHV_FEED_RETENTION_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
+    pub feed_retention_secs: u64,
+
+    /// How long a webhook delivery is retried before it is recorded as
+    /// failed and skipped (hours).
+    #[arg(long, env = "ACHV_WEBHOOK_RETRY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub webhook_retry_hours: u32,
+
+    /// Allow webhooks to loopback, private and link-local addresses (off:
+    /// such targets are refused, also when a name resolves to one).
+    #[arg(long, env = "ACHV_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
 }
 
 impl Settings {

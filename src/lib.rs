@@ -25,5 +25,6 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod feed;
 pub mod http;
 pub mod persist;

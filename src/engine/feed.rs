@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
 use super::catalog::AchievementEntry;
-use super::log::{PartitionId, Position};
+use super::log::{Log, PartitionId, Position};
 use crate::domain::{AchievementId, ApplicationId, CampaignId, CustomerId, EventId, Transition};
 
 /// One feed entry as the engine made it.
@@ -59,6 +59,11 @@ pub enum FeedMessage {
 /// Where feed messages go.
 pub trait FeedSink: Send + Sync {
     fn send(&self, message: FeedMessage);
+
+    /// The log entries' records are appended to, once the engine has one
+    /// (what the sink asks about durability). Before it, everything sent
+    /// is replayed from the log, so already durable.
+    fn log_attached(&self, log: Arc<dyn Log>);
 }
 
 /// Turns a step's transitions into entries (their position is set once the

@@ -25,6 +25,9 @@ impl Engine {
                 .await
                 .map_err(shard_gone)?;
         }
+        if let Some(feed) = self.shared.feed() {
+            feed.log_attached(log);
+        }
         Ok(())
     }
 

@@ -79,3 +79,42 @@ impl FromRequest for Integration {
         })())
     }
 }
+
+/// A request that may read one application's data: the management key, or
+/// an integration key (of some application: the handler checks which).
+pub enum Reader {
+    Management,
+    Integration(ApplicationId),
+}
+
+impl Reader {
+    /// Refuses an integration key of another application (403).
+    pub fn check(&self, app: ApplicationId) -> Result<(), ApiError> {
+        match self {
+            Reader::Integration(own) if *own != app => {
+                Err(ApiError::forbidden("application", "applicationId"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if credential(req, "ApiKey-v1").is_some() {
+            return ready(
+                Integration::from_request(req, payload)
+                    .into_inner()
+                    .map(|Integration(app)| Reader::Integration(app)),
+            );
+        }
+        ready(
+            Management::from_request(req, payload)
+                .into_inner()
+                .map(|_| Reader::Management),
+        )
+    }
+}

@@ -49,6 +49,7 @@ fn title_of(status: StatusCode) -> &'static str {
         403 => "Forbidden",
         404 => "Not found",
         409 => "Conflict",
+        410 => "Gone",
         413 => "Payload too large",
         415 => "Unsupported media type",
         429 => "Too many requests",
@@ -133,6 +134,15 @@ impl ApiError {
         ApiError::new(
             StatusCode::FORBIDDEN,
             format!("this key may not access that {what}"),
+            Some(Source::Parameter(parameter.into())),
+        )
+    }
+
+    /// 410: what was asked for is no longer kept.
+    pub fn gone(message: impl Into<String>, parameter: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::GONE,
+            message,
             Some(Source::Parameter(parameter.into())),
         )
     }

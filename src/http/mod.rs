@@ -9,6 +9,7 @@ pub mod auth;
 pub mod baseline;
 pub mod dto;
 pub mod error;
+pub mod events;
 pub mod export;
 pub mod integration;
 pub mod json;
@@ -21,6 +22,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::{Arc, OnceLock};
 
 use crate::engine::Engine;
+use crate::feed::Feed;
 use crate::persist::store::Store;
 use error::{ApiError, Source};
 
@@ -31,6 +33,8 @@ pub struct AppState {
     /// Set once the restore finished.
     pub store: Arc<OnceLock<Arc<Store>>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The achievement event feed.
+    pub feed: Arc<Feed>,
 }
 
 /// Registers every route on an actix-web app.
@@ -40,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics::metrics))
         .configure(admin::configure)
         .configure(management::configure)
-        .configure(integration::configure);
+        .configure(integration::configure)
+        .configure(events::configure);
 }
 
 async fn healthz() -> HttpResponse {

@@ -16,7 +16,11 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::engine::keys::hash_key;
 use crate::engine::{keys, Catalog, Engine, EngineConfig};
+use crate::feed::{Feed, FeedWriter};
 use crate::persist::store::{self, Store};
+
+/// The feed's directory inside the data directory.
+pub const FEED_DIR: &str = "feed";
 
 /// A started server.
 pub struct Running {
@@ -74,12 +78,28 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
     let workers = settings.worker_count();
     let engine = Engine::start(config, Catalog::default());
     engine.set_ready(false);
+    // The feed hears every change from the restore's replay on.
+    let feed = Feed::open(
+        &settings.data_dir.join(FEED_DIR),
+        chrono::Duration::seconds(i64::try_from(settings.feed_retention_secs).unwrap_or(i64::MAX)),
+        engine.clock().clone(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the achievement event feed in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    engine
+        .attach_feed(FeedWriter::start(feed.clone()).context("cannot start the feed writer")?)
+        .context("cannot attach the feed")?;
     let store_cell: Arc<OnceLock<Arc<Store>>> = Arc::new(OnceLock::new());
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         management_key_hash: hash_key(&management_key),
         store: store_cell.clone(),
         metrics: Arc::new(super::metrics::Metrics::new()),
+        feed,
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -69,6 +69,10 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         workers: Some(2),
         max_connections: 25_000,
         request_timeout_ms: 5_000,
+        feed_retention_secs: 604_800,
+        webhook_retry_hours: 24,
+        // Test receivers listen on loopback.
+        webhook_allow_private: true,
     }
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod erasure;
 mod events;
 mod faults;
+mod feed;
 mod fuzz_regressions;
 mod history;
 mod limits;

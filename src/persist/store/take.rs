@@ -110,6 +110,10 @@ impl Store {
         for walk in block_on(futures_util::future::join_all(walks)) {
             walk?;
         }
+        // Every feed entry of a record below these positions was sent before
+        // the walk began; once the feed has stored them, the log below the
+        // positions may go.
+        block_on(engine.feed_barrier());
         let (writer, positions) = (writer.into_inner(), positions.into_inner());
         let (_, bytes, pairs) = writer.finish(
             created,
