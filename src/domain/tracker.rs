@@ -510,7 +510,9 @@ impl PairTracker {
     /// Undoes an earlier applied increase (SPEC §3 "Rollback").
     pub fn rollback(&mut self, ctx: &Ctx<'_>, event_id: &EventId) -> EventResult {
         let (rules, now) = (ctx.rules, ctx.now);
-        self.tick(now);
+        // Expiry is not written here: a refused rollback must change nothing
+        // (an ended iteration is refused below either way), and an expiry
+        // is told by the change that records it.
         self.forget_old_events(now, ctx.limits.idempotency_retention);
         let Some(record) = self.remembered(event_id) else {
             return EventResult::rejected(Reason::UnknownEvent);

@@ -15,3 +15,6 @@ pub mod writer;
 pub use cursor::Cursor;
 pub use store::{Feed, Page, ReadError, Stored, Types};
 pub use writer::FeedWriter;
+
+#[cfg(test)]
+mod tests;

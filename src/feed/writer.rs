@@ -152,11 +152,22 @@ fn handle(feed: &Feed, log: Option<&dyn Log>, group: Vec<FeedMessage>) {
     let mut records = Vec::new();
     let mut stored = Vec::new();
     let mut erasures = Vec::new();
+    // What this group takes, on top of what the feed has: a record sent
+    // twice within one group is kept once too.
+    let mut taken: HashMap<PartitionId, (Position, u32)> = HashMap::new();
+    let mut fresh = |p: PartitionId, position: Position, index: u32| {
+        let seen = taken.get(&p).copied();
+        if st.has(p, position, index) || seen.is_some_and(|s| (position, index) <= s) {
+            return false;
+        }
+        taken.insert(p, (position, index));
+        true
+    };
     for m in group {
         match m {
             FeedMessage::Entries(list) => {
                 for e in list {
-                    if failed.contains(&e.partition) || st.has(e.partition, e.position, e.index) {
+                    if failed.contains(&e.partition) || !fresh(e.partition, e.position, e.index) {
                         continue;
                     }
                     match encode(&FeedRecordV1::Entry(Box::new(EntryV1::new(&e, now)))) {
@@ -180,7 +191,7 @@ fn handle(feed: &Feed, log: Option<&dyn Log>, group: Vec<FeedMessage>) {
                 application,
                 customer,
             } => {
-                if failed.contains(&partition) || st.has(partition, position, 0) {
+                if failed.contains(&partition) || !fresh(partition, position, 0) {
                     continue;
                 }
                 let record = FeedRecordV1::Erase {
