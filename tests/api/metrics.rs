@@ -273,3 +273,30 @@ async fn metrics_count_events_requests_pairs_wal_and_snapshots() {
     )
     .is_some());
 }
+
+#[actix_web::test]
+async fn feed_metrics_count_entries_by_type_and_what_is_kept() {
+    let seed = seeded("UTC").await;
+    let (app, key) = (&seed.app, seed.key.as_str());
+    let id = seed
+        .achievement_id(json!({"name": "once", "target": 1, "period": "1W"}))
+        .await;
+    for c in ["a", "b", "c"] {
+        let e = json!({"integrationId": c, "achievementId": id, "delta": 1});
+        assert_eq!(app.event(key, e).await.status, 200);
+    }
+    crate::feed::wait_for(app, seed.application, 6).await;
+    let (_, samples) = scrape(app).await;
+    let entries = |t: &str| value(&samples, "achv_feed_entries_total", &[("type", t)]);
+    assert_eq!(entries("achievement.started"), Some(3.0));
+    assert_eq!(entries("achievement.completed"), Some(3.0));
+    assert_eq!(entries("achievement.expired"), Some(0.0));
+    assert_eq!(value(&samples, "achv_feed_entries", &[]), Some(6.0));
+    assert_eq!(value(&samples, "achv_feed_head", &[]), Some(6.0));
+    assert_eq!(value(&samples, "achv_feed_queue", &[]), Some(0.0));
+    assert_eq!(
+        value(&samples, "achv_feed_lag_milliseconds", &[]),
+        Some(0.0)
+    );
+    assert_eq!(value(&samples, "achv_feed_streams", &[]), Some(0.0));
+}

@@ -79,6 +79,7 @@ pub struct Metrics {
     restore_pairs: GaugeVec,
     restore_records: GaugeVec,
     restore_skipped: GaugeVec,
+    feed: feed::FeedMetrics,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
@@ -273,6 +274,7 @@ impl Metrics {
                 "Snapshots skipped at startup because they failed their checks",
                 &[],
             ),
+            feed: feed::FeedMetrics::new(&r),
             registry: r,
             scrape: Mutex::new(()),
         }
@@ -305,6 +307,7 @@ impl Metrics {
     }
 }
 
+mod feed;
 mod requests;
 mod scrape;
 

@@ -9,15 +9,24 @@ use prometheus::{Counter, Encoder as _, Gauge, GaugeVec, IntCounter, TextEncoder
 
 use super::Metrics;
 use crate::engine::Engine;
+use crate::feed::Feed;
 use crate::http::AppState;
 use crate::persist::store::Store;
 
 impl Metrics {
     /// Reads the engine's and store's counters, then renders every metric in
     /// the text exposition format.
-    pub fn render(&self, engine: &Engine, store: Option<&Store>) -> Result<String, String> {
+    pub fn render(
+        &self,
+        engine: &Engine,
+        store: Option<&Store>,
+        feed: Option<&Feed>,
+    ) -> Result<String, String> {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.collect_engine(engine);
+        if let Some(feed) = feed {
+            self.feed.collect(feed);
+        }
         if let Some(store) = store {
             self.collect_store(store, engine.now());
         }
@@ -132,8 +141,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.get().cloned();
     let engine = state.engine.clone();
     let metrics = state.metrics.clone();
+    let feed = state.feed.clone();
     // Gathering takes a lock and walks every series: keep it off the worker.
-    let rendered = web::block(move || metrics.render(&engine, store.as_deref())).await;
+    let rendered = web::block(move || metrics.render(&engine, store.as_deref(), Some(&feed))).await;
     match rendered {
         Ok(Ok(text)) => HttpResponse::Ok()
             .content_type(prometheus::TEXT_FORMAT)
