@@ -69,7 +69,7 @@ fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
 
 /// One request on a fresh connection. Any transport problem (refused, reset,
 /// cut-short answer) is an `Err`.
-fn http(
+pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -2,6 +2,7 @@
 //! event at all), pages and cursors, the `type` filter, who may read,
 //! erasure, the live stream (SSE) and its resumption.
 
+mod restarts;
 mod stream;
 
 use std::time::Duration;
