@@ -3,9 +3,11 @@
 //!
 //! Owns: `GET /v1/applications/{applicationId}/achievement_events` (JSON or
 //! `text/event-stream` by `Accept`), its parameters and the stream's
-//! backpressure: a stream is fed through a small buffer; a reader that lets
-//! it fill is cut off (the connection ends) and resumes with
-//! `Last-Event-ID`, so a slow reader never holds up ingestion or memory.
+//! backpressure: a stream reads the stored feed at its reader's pace
+//! through a small buffer, so ingestion never waits for it and it holds
+//! little memory; a reader that takes nothing for `STALL` while the buffer
+//! is full is cut off (the connection ends) and resumes with
+//! `Last-Event-ID`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,8 +29,10 @@ use crate::feed::{Cursor, Feed, ReadError, Types};
 
 /// A comment at least this often keeps an idle stream open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Chunks a stream may have waiting for its reader before it is cut off.
+/// Chunks a stream may have waiting for its reader.
 const STREAM_BUFFER: usize = 16;
+/// How long a full buffer may wait for its reader before the stream is cut.
+pub const STALL: Duration = Duration::from_secs(10);
 /// Entries per chunk of a stream.
 const STREAM_PAGE: usize = 100;
 
@@ -174,8 +178,8 @@ fn stream(
         .streaming(body)
 }
 
-/// Feeds one stream until its reader leaves, falls too far behind (its
-/// buffer is full: cut off), or its cursor leaves the retention.
+/// Feeds one stream until its reader leaves, stops taking what it is sent
+/// (cut off after `STALL`), or its cursor leaves the retention.
 async fn feed_stream(
     feed: Arc<Feed>,
     app: ApplicationId,
@@ -188,17 +192,18 @@ async fn feed_stream(
     let mut pending = Some(Bytes::from_static(b": open\n\n"));
     loop {
         if let Some(chunk) = pending.take() {
-            match tx.try_send(chunk) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+            match tokio::time::timeout(STALL, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                // The reader left.
+                Ok(Err(_)) => break,
+                Err(_) => {
                     feed.stats.streams_cut.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         application = app.0,
-                        "a slow event stream reader was cut off; it can resume with Last-Event-ID"
+                        "an event stream reader took nothing for {STALL:?} and was cut off; it can resume with Last-Event-ID"
                     );
                     break;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
             }
         }
         let page = match feed.read(app, after, STREAM_PAGE, types) {
