@@ -176,3 +176,98 @@ fn a_version_1_catalog_becomes_version_2_without_bounds() {
     assert_eq!(v2.next_id, 9);
     assert!(v2.to_state().is_ok());
 }
+
+/// Records of every kind a version 4 shard log holds, fixed.
+fn golden_v4_records() -> Vec<(PartitionId, Record)> {
+    use crate::domain::{EventId, Increase};
+    use crate::engine::log::{ChangeOp, PairChange};
+    let t = |s: i64| DateTime::from_timestamp(1_795_911_699 + s, 5_000_000).expect("in range");
+    let customer = |s: &str| CustomerId::parse(s, "/integrationId").expect("valid");
+    let id = |s: &str| EventId::parse(s, "/eventId").expect("valid");
+    vec![
+        (
+            PartitionId(7),
+            Record::Pair(PairChange {
+                achievement: AchievementId(4),
+                customer: customer("jane"),
+                pair_number: 3,
+                now: t(0),
+                campaign_running: true,
+                op: ChangeOp::Increase(Increase {
+                    delta: "2.5".parse().expect("decimal"),
+                    at: Some(t(-86_400)),
+                    event_id: Some(id("pos-1")),
+                }),
+            }),
+        ),
+        (
+            PartitionId(7),
+            Record::Pair(PairChange {
+                achievement: AchievementId(4),
+                customer: customer("jane"),
+                pair_number: 3,
+                now: t(1),
+                campaign_running: false,
+                op: ChangeOp::Rollback(id("pos-1")),
+            }),
+        ),
+        (
+            PartitionId(200),
+            Record::Erase(Erasure {
+                application: ApplicationId(1),
+                customer: customer("ann"),
+                achievements: vec![AchievementId(4), AchievementId(9)],
+            }),
+        ),
+        (
+            PartitionId(7),
+            Record::Expire(Expiry {
+                at: t(604_800),
+                pairs: vec![
+                    (AchievementId(4), customer("jane")),
+                    (AchievementId(9), customer("bob")),
+                ],
+            }),
+        ),
+    ]
+}
+
+fn golden_v4_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-shard-log-v4.bin")
+}
+
+/// A version 4 shard log's records, stored as `u32 LE length | payload`:
+/// every later build must read them as they were written. Regenerate with
+/// `ACHV_WRITE_GOLDEN=1` only when adding a new version (never to make this
+/// pass).
+#[test]
+fn golden_v4_shard_log_records_still_read_exactly() {
+    let records = golden_v4_records();
+    let mut bytes = Vec::new();
+    for (p, record) in &records {
+        let r = match record {
+            Record::Pair(c) => RecordRef::Pair(borrowed(c)),
+            Record::Erase(e) => RecordRef::Erase(e),
+            Record::Expire(e) => RecordRef::Expire(e),
+            Record::Catalog(c) => RecordRef::Catalog(c),
+        };
+        let payload = encode_partition_record(*p, &r).expect("encodes");
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    if std::env::var("ACHV_WRITE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(golden_v4_path(), &bytes).expect("write the golden log records");
+    }
+    let golden = std::fs::read(golden_v4_path()).expect("the golden v4 log records exist");
+    let mut rest = &golden[..];
+    let mut read = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("a length")) as usize;
+        let (partition, record) = decode_shard_record(&rest[4..4 + len]).expect("decodes");
+        read.push((partition.expect("version 4 names the partition"), record));
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(read, records);
+    // This build writes the same bytes (the format did not drift).
+    assert_eq!(golden, bytes);
+}
