@@ -16,6 +16,7 @@ pub mod json;
 pub mod management;
 pub mod metrics;
 pub mod server;
+pub mod webhooks;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The achievement event feed.
     pub feed: Arc<Feed>,
+    /// Webhooks: registry, deliveries and their stats.
+    pub webhooks: Arc<crate::feed::webhooks::Webhooks>,
 }
 
 /// Registers every route on an actix-web app.
@@ -45,7 +48,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(admin::configure)
         .configure(management::configure)
         .configure(integration::configure)
-        .configure(events::configure);
+        .configure(events::configure)
+        .configure(webhooks::configure);
 }
 
 async fn healthz() -> HttpResponse {

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::engine::keys::hash_key;
 use crate::engine::{keys, Catalog, Engine, EngineConfig};
+use crate::feed::webhooks::{DeliveryConfig, Webhooks, WEBHOOKS_DIR};
 use crate::feed::{Feed, FeedWriter};
 use crate::persist::store::{self, Store};
 
@@ -93,6 +94,20 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
     engine
         .attach_feed(FeedWriter::start(feed.clone()).context("cannot start the feed writer")?)
         .context("cannot attach the feed")?;
+    // Deliveries start at once: what the feed holds is durable already.
+    let webhooks = Webhooks::open(
+        &settings.data_dir.join(WEBHOOKS_DIR),
+        feed.clone(),
+        engine.clock().clone(),
+        DeliveryConfig::new(settings.webhook_retry_hours, settings.webhook_allow_private),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the webhooks in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    webhooks.start()?;
     let store_cell: Arc<OnceLock<Arc<Store>>> = Arc::new(OnceLock::new());
     let state = web::Data::new(AppState {
         engine: engine.clone(),
@@ -100,6 +115,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         store: store_cell.clone(),
         metrics: Arc::new(super::metrics::Metrics::new()),
         feed,
+        webhooks: Arc::new(webhooks),
     });
     let server = HttpServer::new(move || {
         App::new()

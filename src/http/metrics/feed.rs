@@ -1,14 +1,15 @@
 //! The achievement event feed's metrics: entries written by type, the
-//! writer's queue and lag, what is kept, live streams; read from the feed's
-//! counters when scraped.
+//! writer's queue and lag, what is kept, live streams, webhook deliveries;
+//! read from the feed's and the webhooks' counters when scraped.
 
 use std::sync::atomic::Ordering;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::register;
 use super::scrape::set_int_counter;
 use crate::domain::EntryType;
+use crate::feed::webhooks::{DeliveryStatus, Webhooks};
 use crate::feed::Feed;
 
 pub struct FeedMetrics {
@@ -20,6 +21,9 @@ pub struct FeedMetrics {
     lag_ms: IntGauge,
     streams: IntGauge,
     streams_cut: IntCounter,
+    deliveries: IntCounterVec,
+    retrying: IntGauge,
+    oldest_undelivered: Gauge,
 }
 
 impl FeedMetrics {
@@ -70,7 +74,42 @@ impl FeedMetrics {
                 "achv_feed_streams_cut_total",
                 "Live event streams cut off because their reader fell behind",
             ),
+            deliveries: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "achv_webhook_deliveries_total",
+                        "Webhook delivery attempts, by outcome (delivered, failed, gave_up, disabled)",
+                    ),
+                    &["status"],
+                )
+                .expect("valid metric"),
+            ),
+            retrying: gauge(
+                "achv_webhook_retrying",
+                "Webhooks waiting in backoff before their next attempt (the retry queue)",
+            ),
+            oldest_undelivered: register(
+                r,
+                Gauge::with_opts(Opts::new(
+                    "achv_webhook_oldest_undelivered_seconds",
+                    "Age of the oldest entry an active webhook has not delivered yet (0 when caught up)",
+                ))
+                .expect("valid metric"),
+            ),
         }
+    }
+
+    pub fn collect_webhooks(&self, webhooks: &Webhooks, now: chrono::DateTime<chrono::Utc>) {
+        let s = webhooks.stats();
+        for status in DeliveryStatus::ALL {
+            set_int_counter(
+                &self.deliveries.with_label_values(&[status.as_str()]),
+                s.deliveries(status),
+            );
+        }
+        self.retrying.set(s.retrying() as i64);
+        self.oldest_undelivered.set(s.oldest_undelivered_secs(now));
     }
 
     pub fn collect(&self, feed: &Feed) {

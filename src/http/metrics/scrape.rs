@@ -9,6 +9,7 @@ use prometheus::{Counter, Encoder as _, Gauge, GaugeVec, IntCounter, TextEncoder
 
 use super::Metrics;
 use crate::engine::Engine;
+use crate::feed::webhooks::Webhooks;
 use crate::feed::Feed;
 use crate::http::AppState;
 use crate::persist::store::Store;
@@ -20,12 +21,13 @@ impl Metrics {
         &self,
         engine: &Engine,
         store: Option<&Store>,
-        feed: Option<&Feed>,
+        feed: Option<(&Feed, &Webhooks)>,
     ) -> Result<String, String> {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.collect_engine(engine);
-        if let Some(feed) = feed {
+        if let Some((feed, webhooks)) = feed {
             self.feed.collect(feed);
+            self.feed.collect_webhooks(webhooks, engine.now());
         }
         if let Some(store) = store {
             self.collect_store(store, engine.now());
@@ -141,9 +143,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.get().cloned();
     let engine = state.engine.clone();
     let metrics = state.metrics.clone();
-    let feed = state.feed.clone();
+    let (feed, webhooks) = (state.feed.clone(), state.webhooks.clone());
     // Gathering takes a lock and walks every series: keep it off the worker.
-    let rendered = web::block(move || metrics.render(&engine, store.as_deref(), Some(&feed))).await;
+    let rendered =
+        web::block(move || metrics.render(&engine, store.as_deref(), Some((&feed, &webhooks))))
+            .await;
     match rendered {
         Ok(Ok(text)) => HttpResponse::Ok()
             .content_type(prometheus::TEXT_FORMAT)

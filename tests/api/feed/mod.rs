@@ -4,6 +4,7 @@
 
 mod restarts;
 mod stream;
+mod webhooks;
 
 use std::time::Duration;
 
