@@ -77,7 +77,9 @@ impl FeedWriter {
 }
 
 fn run(feed: Arc<Feed>, log: Arc<OnceLock<Arc<dyn Log>>>, rx: mpsc::Receiver<(u64, FeedMessage)>) {
-    let mut last_trim = Instant::now();
+    // Retention is applied every minute, by the wall clock or the feed's own
+    // (a manual clock in tests moves days at once).
+    let mut last_trim = (Instant::now(), feed.clock.now());
     loop {
         let first = match rx.recv_timeout(TRIM_EVERY) {
             Ok(m) => Some(m),
@@ -99,9 +101,10 @@ fn run(feed: Arc<Feed>, log: Arc<OnceLock<Arc<dyn Log>>>, rx: mpsc::Receiver<(u6
         if stats.queued.fetch_sub(handled, Ordering::AcqRel) == handled {
             stats.oldest_queued_ms.store(0, Ordering::Release);
         }
-        if last_trim.elapsed() >= TRIM_EVERY {
+        let by_clock = feed.clock.now() - last_trim.1 >= chrono::Duration::seconds(60);
+        if last_trim.0.elapsed() >= TRIM_EVERY || by_clock {
             feed.trim();
-            last_trim = Instant::now();
+            last_trim = (Instant::now(), feed.clock.now());
         }
     }
 }

@@ -423,3 +423,70 @@ async fn an_erased_customers_entries_leave_the_feed() {
     }
     panic!("the erased customer's entries stayed");
 }
+
+#[actix_web::test]
+async fn a_cursor_older_than_the_retention_gets_410_never_a_silent_skip() {
+    let clock = Clock::manual(now_s());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.feed_retention_secs = 3600).await;
+    let seed = Seeded::on(app, "UTC", json!({})).await;
+    let (app, key) = (&seed.app, seed.key.as_str());
+    let ach = seed
+        .achievement_id(json!({"name": "one", "target": 1, "period": "1W"}))
+        .await;
+    applied(&app.event(key, ev("old", ach, 1, "o")).await);
+    let first = wait_for(app, seed.application, 2).await;
+    let page = app
+        .mgmt("GET", &events_path(seed.application, "?limit=1"), None)
+        .await
+        .json();
+    let old_cursor = page["next"].as_str().unwrap().to_string();
+    assert_eq!(first.len(), 2);
+
+    // Two hours later the old entries are past the retention (applied by
+    // the writer at its next group).
+    clock.advance(chrono::Duration::hours(2));
+    applied(&app.event(key, ev("new", ach, 1, "n")).await);
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        kept = all_entries(app, Auth::Management, seed.application, "", 100).await;
+        if kept.iter().all(|e| e["integrationId"] == "new") && kept.len() == 2 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        summary(&kept)
+            .iter()
+            .map(|r| r.1.as_str())
+            .collect::<Vec<_>>(),
+        ["new", "new"]
+    );
+    let gone = app
+        .mgmt(
+            "GET",
+            &events_path(seed.application, &format!("?after={old_cursor}")),
+            None,
+        )
+        .await;
+    assert_parameter(&gone, 410, "after");
+    assert!(
+        gone.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("retention"),
+        "{}",
+        gone.text
+    );
+    // The stream refuses it the same way, before it starts.
+    let url = format!("{}{}", app.base, events_path(seed.application, ""));
+    let res = app
+        .client
+        .get(&url)
+        .insert_header(("Authorization", format!("ApiKey-v1 {key}")))
+        .insert_header(("Accept", "text/event-stream"))
+        .insert_header(("Last-Event-ID", old_cursor.clone()))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status().as_u16(), 410);
+}
