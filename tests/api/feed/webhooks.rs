@@ -409,10 +409,19 @@ async fn failures_are_retried_with_backoff_until_acknowledged() {
             .and_then(|l| l.rsplit_once(' '))
             .map(|(_, v)| v.to_string())
     };
-    assert_eq!(sample("achv_webhook_deliveries_total{status=\"failed\"}").as_deref(), Some("2"));
-    assert_eq!(sample("achv_webhook_deliveries_total{status=\"delivered\"}").as_deref(), Some("1"));
+    assert_eq!(
+        sample("achv_webhook_deliveries_total{status=\"failed\"}").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        sample("achv_webhook_deliveries_total{status=\"delivered\"}").as_deref(),
+        Some("1")
+    );
     assert_eq!(sample("achv_webhook_retrying ").as_deref(), Some("0"));
-    assert_eq!(sample("achv_webhook_oldest_undelivered_seconds ").as_deref(), Some("0"));
+    assert_eq!(
+        sample("achv_webhook_oldest_undelivered_seconds ").as_deref(),
+        Some("0")
+    );
 }
 
 #[actix_web::test]
