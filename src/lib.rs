@@ -22,6 +22,7 @@
 //!   tests).
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -1,0 +1,13 @@
+//! Cluster mode's building blocks on NATS JetStream (SPEC §6): the engine's
+//! log kept in replicated, deduplicating JetStream streams instead of local
+//! files. Depends on the engine's types (partitions, positions), never the
+//! other way round.
+//!
+//! Owns: the stream layout and the partition log client (`streams`). Leases,
+//! object-store snapshots, the owner's apply loop and request forwarding
+//! come next; until then nothing in the server uses this module, and
+//! single-node mode is unchanged.
+
+pub mod streams;
+
+pub use streams::{Appended, ClusterError, JetStreamLog, StreamLayout};

@@ -1,0 +1,310 @@
+//! The partition log on JetStream: where each partition's records live and
+//! how they are appended (deduplicated) and read back in order.
+//!
+//! Owns: `StreamLayout` (partition `p` is subject `achv.p.<p>` of stream
+//! `ACHV_P<p mod streams>`; a few streams rather than one so their leaders
+//! spread over the servers, and not one per partition so the cluster's
+//! metadata stays small; the catalog is stream `ACHV_CATALOG`) and
+//! `JetStreamLog`, a client that creates the streams, appends a record with
+//! a message id (JetStream stores a given id once within its duplicate
+//! window, so a retried request is one record) and reads a partition's
+//! records from a position. A position is the record's stream sequence: it
+//! increases within a partition, with gaps where the stream's other
+//! partitions' records sit — as a shard's file log does.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::engine::log::{PartitionId, Position};
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach the NATS cluster at {urls}: {reason}")]
+    Connect { urls: String, reason: String },
+    #[error("JetStream {what} failed: {reason}")]
+    JetStream { what: &'static str, reason: String },
+}
+
+fn js_error(what: &'static str) -> impl Fn(String) -> ClusterError {
+    move |reason| ClusterError::JetStream { what, reason }
+}
+
+/// Where partitions' records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLayout {
+    pub partitions: u32,
+    pub streams: u32,
+}
+
+/// Streams the partitions are spread over, at most.
+pub const MAX_STREAMS: u32 = 16;
+/// The catalog's stream and subject.
+pub const CATALOG_STREAM: &str = "ACHV_CATALOG";
+pub const CATALOG_SUBJECT: &str = "achv.catalog";
+
+impl StreamLayout {
+    pub fn new(partitions: u32) -> StreamLayout {
+        let partitions = partitions.max(1);
+        StreamLayout {
+            partitions,
+            streams: partitions.min(MAX_STREAMS),
+        }
+    }
+
+    /// The stream holding partition `p`.
+    pub fn stream_of(&self, p: PartitionId) -> String {
+        format!("ACHV_P{}", p.0 % self.streams)
+    }
+
+    /// The subject of partition `p`'s records.
+    pub fn subject_of(&self, p: PartitionId) -> String {
+        format!("achv.p.{}", p.0)
+    }
+
+    /// Every stream's name and the subjects it captures.
+    fn streams(&self) -> Vec<(String, Vec<String>)> {
+        (0..self.streams)
+            .map(|s| {
+                let subjects = (s..self.partitions)
+                    .step_by(self.streams as usize)
+                    .map(|p| self.subject_of(PartitionId(p)))
+                    .collect();
+                (format!("ACHV_P{s}"), subjects)
+            })
+            .collect()
+    }
+}
+
+/// An append's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub position: Position,
+    /// The message id was stored before (within the duplicate window):
+    /// `position` is the first record's.
+    pub duplicate: bool,
+}
+
+/// The partition and catalog logs of a cluster.
+pub struct JetStreamLog {
+    js: jetstream::Context,
+    layout: StreamLayout,
+}
+
+/// How long JetStream remembers message ids for deduplication.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+impl JetStreamLog {
+    /// Connects to `urls` (comma-separated `nats://host:port`) and creates
+    /// the streams if they do not exist, with `replicas` copies each.
+    pub async fn connect(
+        urls: &str,
+        layout: StreamLayout,
+        replicas: usize,
+    ) -> Result<JetStreamLog, ClusterError> {
+        let addrs: Vec<async_nats::ServerAddr> = urls
+            .split(',')
+            .map(|u| u.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: std::io::Error| ClusterError::Connect {
+                urls: urls.into(),
+                reason: e.to_string(),
+            })?;
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(addrs)
+            .await
+            .map_err(|e| ClusterError::Connect {
+                urls: urls.into(),
+                reason: e.to_string(),
+            })?;
+        let js = jetstream::new(client);
+        let log = JetStreamLog { js, layout };
+        let mut all = layout.streams();
+        all.push((CATALOG_STREAM.into(), vec![CATALOG_SUBJECT.into()]));
+        for (name, subjects) in all {
+            log.js
+                .get_or_create_stream(stream::Config {
+                    name,
+                    subjects,
+                    num_replicas: replicas.max(1),
+                    duplicate_window: DUPLICATE_WINDOW,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .map_err(js_error("stream creation"))?;
+        }
+        Ok(log)
+    }
+
+    pub fn layout(&self) -> StreamLayout {
+        self.layout
+    }
+
+    async fn publish(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, ClusterError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("publish"))?
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("publish acknowledgement"))?;
+        Ok(Appended {
+            position: Position(ack.sequence),
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Appends a record of partition `p`; resolves once it is stored on a
+    /// quorum of the stream's replicas.
+    pub async fn append(
+        &self,
+        p: PartitionId,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, ClusterError> {
+        self.publish(self.layout.subject_of(p), msg_id, payload)
+            .await
+    }
+
+    /// Appends a catalog record.
+    pub async fn append_catalog(
+        &self,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, ClusterError> {
+        self.publish(CATALOG_SUBJECT.into(), msg_id, payload).await
+    }
+
+    async fn read_subject(
+        &self,
+        stream_name: &str,
+        subject: String,
+        from: Position,
+        max: usize,
+    ) -> Result<Vec<(Position, Bytes)>, ClusterError> {
+        let stream = self
+            .js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("stream lookup"))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: subject,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.0.max(1),
+                },
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("consumer creation"))?;
+        // Records still to come to this consumer; a fetch ends early when
+        // it has nothing more.
+        let pending = consumer.cached_info().num_pending.min(max as u64) as usize;
+        let mut out = Vec::with_capacity(pending);
+        while out.len() < pending {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(pending - out.len())
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .map_err(|e| e.to_string())
+                .map_err(js_error("fetch"))?;
+            let before = out.len();
+            while let Some(message) = batch.next().await {
+                let message = message
+                    .map_err(|e| e.to_string())
+                    .map_err(js_error("fetch"))?;
+                let seq = message
+                    .info()
+                    .map_err(|e| e.to_string())
+                    .map_err(js_error("message metadata"))?
+                    .stream_sequence;
+                out.push((Position(seq), message.payload.clone()));
+            }
+            if out.len() == before {
+                break;
+            }
+        }
+        let _ = stream.delete_consumer(&consumer.cached_info().name).await;
+        Ok(out)
+    }
+
+    /// Up to `max` records of partition `p` from position `from` on, in
+    /// order.
+    pub async fn read(
+        &self,
+        p: PartitionId,
+        from: Position,
+        max: usize,
+    ) -> Result<Vec<(Position, Bytes)>, ClusterError> {
+        self.read_subject(
+            &self.layout.stream_of(p),
+            self.layout.subject_of(p),
+            from,
+            max,
+        )
+        .await
+    }
+
+    /// Up to `max` catalog records from position `from` on, in order.
+    pub async fn read_catalog(
+        &self,
+        from: Position,
+        max: usize,
+    ) -> Result<Vec<(Position, Bytes)>, ClusterError> {
+        self.read_subject(CATALOG_STREAM, CATALOG_SUBJECT.into(), from, max)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_spread_over_streams_and_every_subject_is_captured_once() {
+        let layout = StreamLayout::new(256);
+        assert_eq!(layout.streams, MAX_STREAMS);
+        let streams = layout.streams();
+        let mut all: Vec<String> = streams.iter().flat_map(|(_, s)| s.clone()).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 256);
+        for p in [0u32, 1, 15, 16, 255] {
+            let p = PartitionId(p);
+            let (name, subjects) = streams
+                .iter()
+                .find(|(name, _)| *name == layout.stream_of(p))
+                .expect("its stream exists");
+            assert!(subjects.contains(&layout.subject_of(p)), "{name}");
+        }
+        let small = StreamLayout::new(3);
+        assert_eq!(small.streams, 3);
+        assert_eq!(
+            small.streams().iter().map(|(_, s)| s.len()).sum::<usize>(),
+            3
+        );
+    }
+}

