@@ -3,11 +3,14 @@
 //! files. Depends on the engine's types (partitions, positions), never the
 //! other way round.
 //!
-//! Owns: the stream layout and the partition log client (`streams`). Leases,
-//! object-store snapshots, the owner's apply loop and request forwarding
+//! Owns: the stream layout and the partition log client (`streams`);
+//! partition leases, live nodes and rendezvous ownership (`leases`).
+//! Object-store snapshots, the owner's apply loop and request forwarding
 //! come next; until then nothing in the server uses this module, and
 //! single-node mode is unchanged.
 
+pub mod leases;
 pub mod streams;
 
+pub use leases::{owner_of, Lease, Leases, Nodes};
 pub use streams::{Appended, ClusterError, JetStreamLog, StreamLayout};

@@ -148,6 +148,11 @@ impl JetStreamLog {
         self.layout
     }
 
+    /// The JetStream context (for the key-value buckets of `leases`).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     async fn publish(
         &self,
         subject: String,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use achievements_engine::cluster::{JetStreamLog, StreamLayout};
+use achievements_engine::cluster::{JetStreamLog, Leases, Nodes, StreamLayout};
 use achievements_engine::engine::log::{PartitionId, Position};
 use bytes::Bytes;
 
@@ -71,23 +71,27 @@ impl NatsCluster {
         let store = self.dir.path().join(format!("n{i}"));
         let log =
             std::fs::File::create(self.dir.path().join(format!("n{i}.log"))).expect("log file");
-        let child = Command::new(&self.bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-n",
-                &format!("n{i}"),
-            ])
-            .args(["-js", "-sd", store.to_str().expect("utf-8 path")])
-            .args([
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-n",
+            &format!("n{i}"),
+        ])
+        .args(["-js", "-sd", store.to_str().expect("utf-8 path")]);
+        // One server is a JetStream of its own; more form a cluster.
+        if !routes.is_empty() {
+            cmd.args([
                 "--cluster_name",
                 "achv",
                 "--cluster",
                 &format!("nats://127.0.0.1:{cport}"),
             ])
-            .args(["--routes", &routes.join(",")])
+            .args(["--routes", &routes.join(",")]);
+        }
+        let child = cmd
             .stdout(Stdio::from(log.try_clone().expect("clone")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -128,9 +132,13 @@ impl Drop for NatsCluster {
 
 /// Connects once the cluster has a JetStream leader (retrying up to 30 s).
 async fn connect(urls: &str, layout: StreamLayout) -> JetStreamLog {
+    connect_with(urls, layout, 3).await
+}
+
+async fn connect_with(urls: &str, layout: StreamLayout, replicas: usize) -> JetStreamLog {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match JetStreamLog::connect(urls, layout, 3).await {
+        match JetStreamLog::connect(urls, layout, replicas).await {
             Ok(log) => return log,
             Err(_) if Instant::now() < deadline => {
                 actix_rt::time::sleep(Duration::from_millis(200)).await;
@@ -158,10 +166,19 @@ async fn append(log: &JetStreamLog, p: u32, id: &str, body: &str) -> (Position, 
     }
 }
 
+/// A partition's records, retrying while the cluster elects a leader.
 async fn bodies(log: &JetStreamLog, p: u32, from: u64) -> Vec<(u64, String)> {
-    log.read(PartitionId(p), Position(from), 10_000)
-        .await
-        .expect("read")
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        match log.read(PartitionId(p), Position(from), 10_000).await {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => {
+                actix_rt::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("read did not succeed within 30 s: {e}"),
+        }
+    };
+    records
         .into_iter()
         .map(|(pos, b)| (pos.0, String::from_utf8(b.to_vec()).expect("utf-8")))
         .collect()
@@ -236,4 +253,108 @@ async fn records_append_in_order_a_retried_id_is_stored_once_and_a_lost_server_l
         catalog,
         vec![(c.position, Bytes::from_static(b"catalog 1"))]
     );
+}
+
+#[actix_web::test]
+async fn a_lease_has_one_holder_is_renewed_by_revision_fences_a_lost_holder_and_expires() {
+    let cluster = NatsCluster::start(1);
+    let log = connect_with(&cluster.urls(), StreamLayout::new(4), 1).await;
+    let ttl = Duration::from_secs(2);
+    let leases = Leases::open(log.jetstream(), ttl, 1).await.expect("leases");
+    let p = PartitionId(3);
+
+    let a = leases
+        .acquire(p, "node-a")
+        .await
+        .expect("acquire")
+        .expect("free: a takes it");
+    assert_eq!(
+        leases.acquire(p, "node-b").await.expect("acquire"),
+        None,
+        "held by a"
+    );
+    assert_eq!(leases.holder(p).await.expect("holder"), Some(a.clone()));
+    // a restarting asks again and keeps it.
+    let a = leases
+        .acquire(p, "node-a")
+        .await
+        .expect("acquire")
+        .expect("a holds it already");
+    let renewed = leases
+        .renew(&a)
+        .await
+        .expect("renew")
+        .expect("a still holds it");
+    assert!(renewed.revision > a.revision);
+    // The old revision no longer proves anything.
+    assert_eq!(leases.renew(&a).await.expect("renew"), None);
+
+    // a stops renewing: after the lease time b takes over, and a is fenced.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let b = loop {
+        if let Some(b) = leases.acquire(p, "node-b").await.expect("acquire") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the lease did not expire");
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(b.revision > renewed.revision);
+    assert_eq!(
+        leases.renew(&renewed).await.expect("renew"),
+        None,
+        "a lost it"
+    );
+    assert!(
+        !leases.release(&renewed).await.expect("release"),
+        "a cannot release b's lease"
+    );
+
+    // A graceful hand-over: b releases, c takes it at once.
+    assert!(leases.release(&b).await.expect("release"));
+    let c = leases
+        .acquire(p, "node-c")
+        .await
+        .expect("acquire")
+        .expect("released: c takes it");
+    assert_eq!(c.node, "node-c");
+
+    // Live nodes: heartbeats, a leave, and an expiry.
+    let nodes = Nodes::open(log.jetstream(), ttl, 1).await.expect("nodes");
+    nodes
+        .heartbeat("node-a", "127.0.0.1:1")
+        .await
+        .expect("heartbeat");
+    nodes
+        .heartbeat("node-b", "127.0.0.1:2")
+        .await
+        .expect("heartbeat");
+    nodes
+        .heartbeat("node-c", "127.0.0.1:3")
+        .await
+        .expect("heartbeat");
+    let names = |l: Vec<(String, String)>| l.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(
+        names(nodes.live().await.expect("live")),
+        ["node-a", "node-b", "node-c"]
+    );
+    nodes.leave("node-c").await.expect("leave");
+    assert_eq!(
+        names(nodes.live().await.expect("live")),
+        ["node-a", "node-b"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        nodes
+            .heartbeat("node-b", "127.0.0.1:2")
+            .await
+            .expect("heartbeat");
+        if names(nodes.live().await.expect("live")) == ["node-b"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-a's heartbeat did not expire"
+        );
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+    }
 }
