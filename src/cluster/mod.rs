@@ -4,13 +4,16 @@
 //! other way round.
 //!
 //! Owns: the stream layout and the partition log client (`streams`);
-//! partition leases, live nodes and rendezvous ownership (`leases`).
-//! Object-store snapshots, the owner's apply loop and request forwarding
+//! partition leases, live nodes and rendezvous ownership (`leases`);
+//! partition snapshots in the object store, fenced by the lease
+//! (`snapshots`). The owner's apply loop, takeover and request forwarding
 //! come next; until then nothing in the server uses this module, and
 //! single-node mode is unchanged.
 
 pub mod leases;
+pub mod snapshots;
 pub mod streams;
 
 pub use leases::{owner_of, Lease, Leases, Nodes};
+pub use snapshots::{Refused, SnapshotHead, SnapshotStore};
 pub use streams::{Appended, ClusterError, JetStreamLog, StreamLayout};

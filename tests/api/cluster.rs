@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use achievements_engine::cluster::{JetStreamLog, Leases, Nodes, StreamLayout};
+use achievements_engine::cluster::{
+    JetStreamLog, Leases, Nodes, Refused, SnapshotStore, StreamLayout,
+};
 use achievements_engine::engine::log::{PartitionId, Position};
 use bytes::Bytes;
 
@@ -357,4 +359,83 @@ async fn a_lease_has_one_holder_is_renewed_by_revision_fences_a_lost_holder_and_
         );
         actix_rt::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[actix_web::test]
+async fn a_snapshot_is_committed_only_by_the_lease_holder_and_never_backwards() {
+    let cluster = NatsCluster::start(1);
+    let log = connect_with(&cluster.urls(), StreamLayout::new(4), 1).await;
+    let leases = Leases::open(log.jetstream(), Duration::from_secs(30), 1)
+        .await
+        .expect("leases");
+    let store = SnapshotStore::open(log.jetstream(), 1)
+        .await
+        .expect("snapshots");
+    let p = PartitionId(2);
+    assert_eq!(store.latest(p).await.expect("latest"), None);
+
+    let a = leases
+        .acquire(p, "node-a")
+        .await
+        .expect("acquire")
+        .expect("free");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let head = store
+        .commit(&leases, &a, Position(10), &big)
+        .await
+        .expect("commit")
+        .expect("a holds it");
+    assert_eq!(head.position, Position(10));
+    assert_eq!(
+        store.latest(p).await.expect("latest"),
+        Some((Position(10), big.clone()))
+    );
+    // Never backwards.
+    assert_eq!(
+        store
+            .commit(&leases, &a, Position(5), b"older")
+            .await
+            .expect("commit"),
+        Err(Refused::Older)
+    );
+    // A renewed lease commits; the one it replaced is fenced.
+    let a2 = leases.renew(&a).await.expect("renew").expect("still a's");
+    assert_eq!(
+        store
+            .commit(&leases, &a, Position(12), b"stale lease")
+            .await
+            .expect("commit"),
+        Err(Refused::LeaseLost)
+    );
+    store
+        .commit(&leases, &a2, Position(12), b"at 12")
+        .await
+        .expect("commit")
+        .expect("current lease");
+    // Hand-over: a releases, b takes over and commits; a (a zombie now)
+    // cannot replace b's snapshot.
+    assert!(leases.release(&a2).await.expect("release"));
+    let b = leases
+        .acquire(p, "node-b")
+        .await
+        .expect("acquire")
+        .expect("free");
+    store
+        .commit(&leases, &b, Position(20), b"b at 20")
+        .await
+        .expect("commit")
+        .expect("b holds it");
+    assert_eq!(
+        store
+            .commit(&leases, &a2, Position(30), b"zombie")
+            .await
+            .expect("commit"),
+        Err(Refused::LeaseLost)
+    );
+    assert_eq!(
+        store.latest(p).await.expect("latest"),
+        Some((Position(20), b"b at 20".to_vec()))
+    );
+    // Other partitions are untouched.
+    assert_eq!(store.latest(PartitionId(3)).await.expect("latest"), None);
 }
