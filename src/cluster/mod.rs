@@ -6,14 +6,17 @@
 //! Owns: the stream layout and the partition log client (`streams`);
 //! partition leases, live nodes and rendezvous ownership (`leases`);
 //! partition snapshots in the object store, fenced by the lease
-//! (`snapshots`). The owner's apply loop, takeover and request forwarding
-//! come next; until then nothing in the server uses this module, and
+//! (`snapshots`); takeover — newest snapshot plus replay of the log from
+//! its position (`takeover`). The owner's apply loop, request forwarding
+//! and the server's `--cluster` mode come next; until then nothing in the server uses this module, and
 //! single-node mode is unchanged.
 
 pub mod leases;
 pub mod snapshots;
 pub mod streams;
+pub mod takeover;
 
 pub use leases::{owner_of, Lease, Leases, Nodes};
 pub use snapshots::{Refused, SnapshotHead, SnapshotStore};
 pub use streams::{Appended, ClusterError, JetStreamLog, StreamLayout};
+pub use takeover::{snapshot_partition, take_over};

@@ -439,3 +439,211 @@ async fn a_snapshot_is_committed_only_by_the_lease_holder_and_never_backwards() 
     // Other partitions are untouched.
     assert_eq!(store.latest(PartitionId(3)).await.expect("latest"), None);
 }
+
+mod takeover {
+    use std::sync::Arc;
+
+    use achievements_engine::cluster::{
+        snapshot_partition, take_over, JetStreamLog, Leases, SnapshotStore, StreamLayout,
+    };
+    use achievements_engine::domain::catalog::CampaignPatch;
+    use achievements_engine::domain::{
+        AchievementDraft, ApplicationId, CustomerId, EventId, Increase, ProgressStatus,
+        RecurrencePolicy,
+    };
+    use achievements_engine::engine::log::{ChangeOpRef, PairChangeRef, PartitionId, RecordRef};
+    use achievements_engine::engine::{AchievementEntry, Catalog, Engine, EngineConfig};
+    use achievements_engine::persist::model::encode_partition_record;
+    use bytes::Bytes;
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::{connect_with, NatsCluster};
+
+    /// An engine with the catalog every node follows (created the same way,
+    /// so with the same ids).
+    async fn node() -> (Engine, ApplicationId, Arc<AchievementEntry>) {
+        let engine = Engine::start(
+            EngineConfig {
+                partitions: 16,
+                shards: 2,
+                arbiters: 2,
+                ..EngineConfig::default()
+            },
+            Catalog::default(),
+        );
+        let app = engine
+            .create_application("shop".into(), chrono_tz::UTC, String::new())
+            .await
+            .expect("application");
+        let campaign = engine
+            .create_campaign(
+                app.id,
+                CampaignPatch {
+                    name: Some("c".into()),
+                    ..CampaignPatch::default()
+                },
+            )
+            .await
+            .expect("campaign");
+        let entry = engine
+            .create_achievement(
+                app.id,
+                campaign.id,
+                AchievementDraft {
+                    name: "three".into(),
+                    title: "Three".into(),
+                    target: 3.into(),
+                    recurrence_policy: RecurrencePolicy::OnCompletion,
+                    ..AchievementDraft::default()
+                },
+            )
+            .await
+            .expect("achievement");
+        (engine, app.id, entry)
+    }
+
+    /// Appends event `i` (delta 2) of `customer` to partition `p`'s log, as
+    /// an accepting node would.
+    async fn append_event(
+        log: &JetStreamLog,
+        p: PartitionId,
+        entry: &AchievementEntry,
+        customer: &CustomerId,
+        pair_number: u64,
+        i: u32,
+    ) {
+        let t0: DateTime<Utc> = "2026-03-01T10:00:00Z".parse().expect("instant");
+        let inc = Increase {
+            delta: 2.into(),
+            at: None,
+            event_id: Some(EventId::parse(&format!("e{i}"), "/eventId").expect("valid")),
+        };
+        let change = PairChangeRef {
+            achievement: entry.achievement.id,
+            customer,
+            pair_number,
+            now: t0 + Duration::seconds(i64::from(i)),
+            campaign_running: true,
+            op: ChangeOpRef::Increase(&inc),
+        };
+        let bytes = encode_partition_record(p, &RecordRef::Pair(change)).expect("encodes");
+        log.append(p, &format!("e{i}"), Bytes::from(bytes))
+            .await
+            .expect("append");
+    }
+
+    /// (tracker id, status, progress) of each iteration, newest first.
+    async fn state(
+        engine: &Engine,
+        app: ApplicationId,
+        entry: &Arc<AchievementEntry>,
+        customers: &[CustomerId],
+    ) -> Vec<Vec<(u64, ProgressStatus, String)>> {
+        let mut out = Vec::new();
+        for c in customers {
+            let lists = engine
+                .customer_progress(app, c, std::slice::from_ref(entry))
+                .await
+                .expect("read");
+            out.push(
+                lists[0]
+                    .iter()
+                    .map(|it| (it.id.0, it.status, it.progress.to_string()))
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[actix_web::test]
+    async fn a_partition_is_taken_over_from_its_snapshot_and_the_rest_of_its_log() {
+        let cluster = NatsCluster::start(1);
+        let log = connect_with(&cluster.urls(), StreamLayout::new(16), 1).await;
+        let leases = Leases::open(log.jetstream(), std::time::Duration::from_secs(30), 1)
+            .await
+            .expect("leases");
+        let store = SnapshotStore::open(log.jetstream(), 1)
+            .await
+            .expect("snapshots");
+        let (a, app, entry) = node().await;
+        let (b, _, entry_b) = node().await;
+        assert_eq!(entry.achievement.id, entry_b.achievement.id);
+
+        // Three customers of one partition.
+        let all: Vec<CustomerId> = (0..200)
+            .map(|i| CustomerId::parse(&format!("c{i}"), "/c").expect("valid"))
+            .collect();
+        let p = a.partition_of(app, &all[0]);
+        let customers: Vec<CustomerId> = all
+            .into_iter()
+            .filter(|c| a.partition_of(app, c) == p)
+            .take(3)
+            .collect();
+        assert_eq!(customers.len(), 3);
+
+        // 12 events (4 per customer, delta 2, target 3 on completion).
+        for i in 0..12u32 {
+            let c = (i % 3) as usize;
+            append_event(&log, p, &entry, &customers[c], c as u64 + 1, i).await;
+        }
+        // Node a takes the partition over: nothing snapshotted yet, the
+        // whole log is replayed.
+        let next = take_over(&a, &log, &store, p).await.expect("takeover");
+        let first = state(&a, app, &entry, &customers).await;
+        // 8 each: two completed iterations and a third at 2.
+        for (c, iterations) in first.iter().enumerate() {
+            let base = (c as u64 + 1) << 24;
+            assert_eq!(
+                iterations,
+                &vec![
+                    (base + 2, ProgressStatus::InProgress, "2".to_string()),
+                    (base + 1, ProgressStatus::Completed, "3".to_string()),
+                    (base, ProgressStatus::Completed, "3".to_string()),
+                ]
+            );
+        }
+
+        // a snapshots the partition under its lease; more events follow.
+        let lease = leases
+            .acquire(p, "node-a")
+            .await
+            .expect("acquire")
+            .expect("free");
+        let blob = snapshot_partition(&a, p).await.expect("snapshot");
+        store
+            .commit(&leases, &lease, next, &blob)
+            .await
+            .expect("commit")
+            .expect("a holds it");
+        for i in 12..18u32 {
+            let c = (i % 3) as usize;
+            append_event(&log, p, &entry, &customers[c], c as u64 + 1, i).await;
+        }
+        // a hands over; b loads the snapshot and replays only what followed.
+        assert!(leases.release(&lease).await.expect("release"));
+        leases
+            .acquire(p, "node-b")
+            .await
+            .expect("acquire")
+            .expect("released");
+        let next_b = take_over(&b, &log, &store, p).await.expect("takeover");
+        assert!(next_b > next);
+        let after = state(&b, app, &entry, &customers).await;
+        // 12 each: four completed iterations, none open (exactly at target).
+        for (c, iterations) in after.iter().enumerate() {
+            let base = (c as u64 + 1) << 24;
+            let want: Vec<_> = (0..4u64)
+                .rev()
+                .map(|k| (base + k, ProgressStatus::Completed, "3".to_string()))
+                .collect();
+            assert_eq!(iterations, &want, "customer {c}");
+        }
+        // a, following the log from its own snapshot, ends the same.
+        take_over(&a, &log, &store, p).await.expect("a catches up");
+        assert_eq!(state(&a, app, &entry, &customers).await, after);
+        // A duplicate of an earlier request (same message id) changes nothing.
+        append_event(&log, p, &entry, &customers[0], 1, 3).await;
+        assert_eq!(take_over(&b, &log, &store, p).await.expect("again"), next_b);
+        assert_eq!(state(&b, app, &entry, &customers).await, after);
+    }
+}

@@ -20,6 +20,9 @@ mod migrate;
 mod restore;
 mod take;
 
+pub use restore::decode_chunk;
+pub use take::encode_chunk;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -267,6 +267,24 @@ fn image_of(engine: &Engine, pair: PairV1) -> Result<Option<(PartitionId, PairIm
     )))
 }
 
+/// A partition's pairs from one encoded section (`ChunkV3`), as the
+/// engine loads them (cluster mode's partition snapshots are such
+/// sections); pairs of deleted achievements are left out.
+pub fn decode_chunk(
+    engine: &Engine,
+    bytes: &[u8],
+) -> Result<(PartitionId, Vec<PairImage>), StoreError> {
+    let chunk: crate::persist::model::ChunkV3 = crate::persist::codec::decode(bytes)
+        .map_err(|e| bad_record("snapshot section", 0, e.to_string()))?;
+    let mut images = Vec::with_capacity(chunk.pairs.len());
+    for pair in chunk.pairs {
+        if let Some((_, image)) = image_of(engine, pair)? {
+            images.push(image);
+        }
+    }
+    Ok((PartitionId(chunk.partition), images))
+}
+
 /// Pairs of an older snapshot gathered per partition before a load.
 const LEGACY_LOAD: usize = 1024;
 

@@ -20,7 +20,7 @@ use crate::persist::model::{CatalogV2, ChunkV3, PairV1, TrackerV1};
 use crate::persist::snapshot::{self, Covered, SnapshotWriter};
 
 /// A chunk of a partition's pairs as a snapshot section (`ChunkV3`).
-fn encode_chunk(partition: PartitionId, pairs: Vec<PairImage>) -> Result<Vec<u8>, String> {
+pub fn encode_chunk(partition: PartitionId, pairs: Vec<PairImage>) -> Result<Vec<u8>, String> {
     let chunk = ChunkV3 {
         partition: partition.0,
         pairs: pairs
