@@ -26,6 +26,16 @@ use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+/// This process's resident memory, in bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -167,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         .context("achievement id")?;
 
     // 1. Throughput.
+    let rss_before = rss();
     let start = Instant::now();
     let mut sent = 0;
     while sent < events {
@@ -211,6 +222,11 @@ async fn main() -> anyhow::Result<()> {
         events as f64 / acked.as_secs_f64(),
         ms(stored - acked),
         want as f64 / stored.as_secs_f64()
+    );
+    println!(
+        "memory: resident set grew {:.1} MiB for {events} pairs and {want} feed entries ({:.0} bytes per entry if a pair takes ~330 bytes)",
+        (rss().saturating_sub(rss_before)) as f64 / (1024.0 * 1024.0),
+        (rss().saturating_sub(rss_before) as f64 - 330.0 * events as f64) / want as f64
     );
 
     // 2. Latency: a webhook receiver and an SSE stream.
