@@ -13,6 +13,9 @@
 //! 2. Latency: one event at a time; for each, the time from sending it
 //!    until its `achievement.completed` arrives on an open SSE stream and
 //!    at the webhook (and the answer's own latency, for comparison).
+//! 3. Delivery throughput: `10 × samples` completions in one batch, and the
+//!    time until the webhook received them all (one webhook delivers in
+//!    order, one at a time, its position made durable after each).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -326,6 +329,40 @@ async fn main() -> anyhow::Result<()> {
             actix_web::rt::time::sleep(Duration::from_micros(200)).await;
         }
     }
+    // 3. Delivery throughput: a burst of completions, one webhook.
+    let burst = samples.max(1) * 10;
+    let batch: Vec<Value> = (0..burst)
+        .map(|i| json!({"integrationId": format!("w{i}"), "achievementId": ach, "delta": 1}))
+        .collect();
+    let t0 = Instant::now();
+    api.call(
+        "POST",
+        "/v1/progress_events/batch?results=none",
+        &integ,
+        Some(json!({"events": batch})),
+    )
+    .await?;
+    let last = format!("w{}", burst - 1);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = {
+            let got = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            (0..burst).all(|i| got.contains_key(&format!("w{i}")))
+        };
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the webhook did not receive {last} within 300 s");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = t0.elapsed();
+    println!(
+        "webhook throughput: {burst} completions delivered in {:.2} s ({:.0} deliveries/s, one webhook, in order)",
+        took.as_secs_f64(),
+        burst as f64 / took.as_secs_f64()
+    );
     report("answer (POST, durable)", answer);
     report("SSE (send → entry)", on_stream);
     report("webhook (send → delivery)", at_hook);
