@@ -7,15 +7,18 @@
 //! partition leases, live nodes and rendezvous ownership (`leases`);
 //! partition snapshots in the object store, fenced by the lease
 //! (`snapshots`); takeover — newest snapshot plus replay of the log from
-//! its position (`takeover`). The owner's apply loop, request forwarding
-//! and the server's `--cluster` mode come next; until then nothing in the server uses this module, and
+//! its position (`takeover`); the catalog followed by every node
+//! (`catalog`). The owner's apply loop, request forwarding and the server's
+//! `--cluster` mode come next; until then nothing in the server uses this module, and
 //! single-node mode is unchanged.
 
+pub mod catalog;
 pub mod leases;
 pub mod snapshots;
 pub mod streams;
 pub mod takeover;
 
+pub use catalog::{follow_catalog, publish_catalog};
 pub use leases::{owner_of, Lease, Leases, Nodes};
 pub use snapshots::{Refused, SnapshotHead, SnapshotStore};
 pub use streams::{Appended, ClusterError, JetStreamLog, StreamLayout};

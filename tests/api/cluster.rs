@@ -652,3 +652,165 @@ mod takeover {
         assert_eq!(state(&b, app, &entry, &customers).await, after);
     }
 }
+
+mod catalog {
+    use std::sync::Arc;
+
+    use achievements_engine::cluster::{follow_catalog, publish_catalog, StreamLayout};
+    use achievements_engine::domain::catalog::CampaignPatch;
+    use achievements_engine::domain::{AchievementDraft, AchievementPatch};
+    use achievements_engine::engine::log::{Log, MemoryLog, Position, Record, Stream};
+    use achievements_engine::engine::{Catalog, Engine, EngineConfig};
+
+    use super::{connect_with, NatsCluster};
+
+    fn engine() -> Engine {
+        Engine::start(
+            EngineConfig {
+                partitions: 16,
+                shards: 2,
+                arbiters: 2,
+                ..EngineConfig::default()
+            },
+            Catalog::default(),
+        )
+    }
+
+    /// What a node's catalog says: applications, campaigns, achievements.
+    fn summary(e: &Engine) -> (Vec<String>, Vec<String>, Vec<(u64, String, String)>) {
+        let c = e.catalog.read();
+        (
+            c.applications
+                .values()
+                .map(|a| format!("{}:{}", a.id, a.name))
+                .collect(),
+            c.campaigns
+                .values()
+                .map(|c| format!("{}:{}", c.id, c.name))
+                .collect(),
+            c.achievements
+                .values()
+                .filter(|a| a.is_alive())
+                .map(|a| {
+                    (
+                        a.achievement.id.0,
+                        a.achievement.name.clone(),
+                        a.achievement.title.clone(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[actix_web::test]
+    async fn every_node_follows_the_catalog_log_to_the_same_catalog() {
+        let cluster = NatsCluster::start(1);
+        let log = connect_with(&cluster.urls(), StreamLayout::new(16), 1).await;
+
+        // Node a plans changes; its records are what goes to the catalog log.
+        let a = engine();
+        let mem = MemoryLog::new();
+        a.attach_log(mem.clone() as Arc<dyn Log>)
+            .await
+            .expect("attach");
+        let app = a
+            .create_application("shop".into(), chrono_tz::Europe::Berlin, "d".into())
+            .await
+            .expect("application");
+        let (_, key) = a.create_api_key(app.id, "k".into()).await.expect("key");
+        let campaign = a
+            .create_campaign(
+                app.id,
+                CampaignPatch {
+                    name: Some("autumn".into()),
+                    ..CampaignPatch::default()
+                },
+            )
+            .await
+            .expect("campaign");
+        let draft = |name: &str| AchievementDraft {
+            name: name.into(),
+            title: name.into(),
+            target: 5.into(),
+            period: Some("1W".into()),
+            ..AchievementDraft::default()
+        };
+        let kept = a
+            .create_achievement(app.id, campaign.id, draft("kept"))
+            .await
+            .expect("achievement");
+        let gone = a
+            .create_achievement(app.id, campaign.id, draft("gone"))
+            .await
+            .expect("achievement");
+        a.update_achievement(
+            app.id,
+            campaign.id,
+            kept.achievement.id,
+            &AchievementPatch {
+                title: Some("Kept, renamed".into()),
+                ..AchievementPatch::default()
+            },
+        )
+        .await
+        .expect("update");
+        a.delete_achievement(app.id, campaign.id, gone.achievement.id)
+            .await
+            .expect("delete");
+
+        let records = mem.records(Stream::Catalog);
+        assert_eq!(records.len(), 7);
+        for (position, record) in &records {
+            let Record::Catalog(r) = record else {
+                panic!("a catalog record")
+            };
+            let id = format!("catalog-{}", position.0);
+            publish_catalog(&log, &id, r).await.expect("publish");
+            // A retried publish (same id) is one record.
+            assert!(
+                publish_catalog(&log, &id, r)
+                    .await
+                    .expect("publish")
+                    .duplicate
+            );
+        }
+
+        // Node b follows the log from its start and has the same catalog.
+        let b = engine();
+        let next = follow_catalog(&b, &log, Position(0)).await.expect("follow");
+        assert_eq!(summary(&b), summary(&a));
+        assert_eq!(
+            summary(&b).2,
+            vec![(kept.achievement.id.0, "kept".into(), "Kept, renamed".into())]
+        );
+        assert_eq!(
+            b.catalog.authenticate(&key),
+            Some(app.id),
+            "b accepts a's integration key"
+        );
+        assert_eq!(
+            b.catalog.read().applications[&app.id].timezone,
+            chrono_tz::Europe::Berlin
+        );
+        // Nothing new: it stays where it is. A new change: it follows.
+        assert_eq!(follow_catalog(&b, &log, next).await.expect("follow"), next);
+        a.create_campaign(
+            app.id,
+            CampaignPatch {
+                name: Some("winter".into()),
+                ..CampaignPatch::default()
+            },
+        )
+        .await
+        .expect("campaign");
+        let (position, Record::Catalog(r)) = mem.records(Stream::Catalog).pop().expect("a record")
+        else {
+            panic!("a catalog record")
+        };
+        publish_catalog(&log, &format!("catalog-{}", position.0), &r)
+            .await
+            .expect("publish");
+        assert!(follow_catalog(&b, &log, next).await.expect("follow") > next);
+        assert_eq!(summary(&b), summary(&a));
+    }
+}
