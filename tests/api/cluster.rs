@@ -676,8 +676,11 @@ mod catalog {
         )
     }
 
-    /// What a node's catalog says: applications, campaigns, achievements.
-    fn summary(e: &Engine) -> (Vec<String>, Vec<String>, Vec<(u64, String, String)>) {
+    /// Applications, campaigns, and achievements as (id, name, title).
+    type Summary = (Vec<String>, Vec<String>, Vec<(u64, String, String)>);
+
+    /// What a node's catalog says.
+    fn summary(e: &Engine) -> Summary {
         let c = e.catalog.read();
         (
             c.applications
