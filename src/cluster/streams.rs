@@ -210,6 +210,19 @@ impl JetStreamLog {
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error("stream lookup"))?;
+        // The subject's last record, asked of the stream's leader: a read
+        // goes on until it has it (a consumer may sit on a replica that is
+        // still catching up, say one just restarted).
+        let last = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => m.sequence,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(js_error("last record lookup")(e.to_string())),
+        };
+        if last < from.0 {
+            return Ok(Vec::new());
+        }
         let consumer = stream
             .create_consumer(consumer::pull::Config {
                 filter_subject: subject,
@@ -218,25 +231,33 @@ impl JetStreamLog {
                 },
                 ack_policy: consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(30),
+                // A read's consumer lives for one read: one replica in
+                // memory, not a replicated group of its own (cheap to
+                // create, also while a server is down).
+                num_replicas: 1,
+                memory_storage: true,
                 ..Default::default()
             })
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error("consumer creation"))?;
-        // Records still to come to this consumer; a fetch ends early when
-        // it has nothing more.
-        let pending = consumer.cached_info().num_pending.min(max as u64) as usize;
-        let mut out = Vec::with_capacity(pending);
-        while out.len() < pending {
+        let mut out: Vec<(Position, Bytes)> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while out.len() < max && out.last().is_none_or(|(p, _)| p.0 < last) {
+            if std::time::Instant::now() > deadline {
+                let _ = stream.delete_consumer(&consumer.cached_info().name).await;
+                return Err(js_error("fetch")(format!(
+                    "the records up to {last} did not arrive within 10 s"
+                )));
+            }
             let mut batch = consumer
                 .fetch()
-                .max_messages(pending - out.len())
-                .expires(Duration::from_secs(2))
+                .max_messages((max - out.len()).min(1000))
+                .expires(Duration::from_millis(500))
                 .messages()
                 .await
                 .map_err(|e| e.to_string())
                 .map_err(js_error("fetch"))?;
-            let before = out.len();
             while let Some(message) = batch.next().await {
                 let message = message
                     .map_err(|e| e.to_string())
@@ -247,9 +268,6 @@ impl JetStreamLog {
                     .map_err(js_error("message metadata"))?
                     .stream_sequence;
                 out.push((Position(seq), message.payload.clone()));
-            }
-            if out.len() == before {
-                break;
             }
         }
         let _ = stream.delete_consumer(&consumer.cached_info().name).await;

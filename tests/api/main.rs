@@ -3,7 +3,6 @@
 //! `helpers::seeded` for a server with an application, its key and a
 //! campaign); `common` holds the small helpers the files share.
 
-mod cluster;
 mod common;
 mod helpers;
 

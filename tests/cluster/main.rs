@@ -1,8 +1,11 @@
-//! Cluster mode's log on a real NATS JetStream cluster: three `nats-server`
-//! processes on loopback (installed by `scripts/nats-server.sh` into the
-//! project's venv, pinned), replicas 3. Records append in order per
-//! partition, a retried message id is stored once, and losing a server
-//! loses nothing.
+//! Cluster mode's parts on a real NATS JetStream: `nats-server` processes on
+//! loopback (installed by `scripts/nats-server.sh` into the project's venv,
+//! pinned). A test binary of its own, so that `cargo test` runs it after
+//! the HTTP suite rather than beside its timing-sensitive drills.
+//!
+//! The log: records append in order per partition, a retried message id is
+//! stored once, and losing a server loses nothing (3 servers, replicas 3).
+//! Leases, snapshots, takeover and the catalog: below.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
