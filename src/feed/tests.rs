@@ -452,3 +452,61 @@ fn resent_entries_are_kept_once_erasures_and_retention_hold_across_reopening() {
     );
     assert_eq!(reopened.head(), feed.head());
 }
+
+fn golden_feed_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-feed-v1.bin")
+}
+
+/// The feed's file records (version 1): an entry with every optional field
+/// and an erasure mark, stored as `u32 LE length | payload`. Every later
+/// build must read them as written; regenerate with `ACHV_WRITE_GOLDEN=1`
+/// only when adding a version.
+#[test]
+fn golden_v1_feed_records_still_read_exactly() {
+    use super::model::{EntryV1, FeedRecordV1};
+    use super::store::{decode, encode};
+    use crate::domain::PeriodEnd;
+    let written: DateTime<Utc> = "2026-11-29T03:00:00.123Z".parse().expect("instant");
+    let mut e = entry(42, 7, 1, "jane");
+    e.event_id = Some(eid(9));
+    e.transition.kind = EntryType::Completed;
+    e.transition.iteration.status = ProgressStatus::Completed;
+    e.transition.iteration.progress = Decimal::new(125, 1);
+    e.transition.iteration.end = Some(PeriodEnd {
+        end: written + Duration::days(7),
+        reported: written + Duration::days(7) - Duration::seconds(1),
+    });
+    e.transition.iteration.completion = Some(written);
+    let records = vec![
+        FeedRecordV1::Entry(Box::new(EntryV1::new(&e, written))),
+        FeedRecordV1::Erase {
+            application: 1,
+            customer: "ann".into(),
+            partition: 3,
+            position: 99,
+        },
+    ];
+    let mut bytes = Vec::new();
+    for r in &records {
+        let payload = encode(r).expect("encodes");
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    if std::env::var("ACHV_WRITE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::write(golden_feed_path(), &bytes).expect("write the golden feed records");
+    }
+    let golden = std::fs::read(golden_feed_path()).expect("the golden feed records exist");
+    let mut rest = &golden[..];
+    let mut read = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("a length")) as usize;
+        read.push(decode(&rest[4..4 + len]).expect("decodes"));
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(read, records);
+    let FeedRecordV1::Entry(first) = &read[0] else {
+        panic!("an entry first")
+    };
+    assert_eq!(first.to_entry().expect("converts"), (e, written));
+    assert_eq!(golden, bytes, "this build writes the same bytes");
+}
