@@ -242,6 +242,10 @@ impl Shard {
             .filter(|(_, slot)| wanted.contains(&Rc::as_ptr(&slot.cell)))
             .map(|(key, slot)| (key.clone(), slot.cell.clone()))
             .collect();
+        if pairs.is_empty() {
+            // Every one of them was removed meanwhile: nothing to record.
+            return;
+        }
         let expiry = Expiry {
             at: now,
             pairs: pairs
