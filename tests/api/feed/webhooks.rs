@@ -89,19 +89,27 @@ impl Receiver {
         self.log.lock().unwrap().got.clone()
     }
 
+    /// What came, once it is `n` requests; panics past `deadline`.
+    fn came(&self, n: usize, deadline: Instant) -> Option<Vec<Received>> {
+        let got = self.got();
+        if got.len() >= n {
+            return Some(got);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} requests came",
+            got.len()
+        );
+        None
+    }
+
     /// Waits until `n` requests came (10 s at most).
     async fn wait(&self, n: usize) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let got = self.got();
-            if got.len() >= n {
+            if let Some(got) = self.came(n, deadline) {
                 return got;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} requests came",
-                got.len()
-            );
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -110,15 +118,9 @@ impl Receiver {
     fn wait_blocking(&self, n: usize) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let got = self.got();
-            if got.len() >= n {
+            if let Some(got) = self.came(n, deadline) {
                 return got;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} requests came",
-                got.len()
-            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
