@@ -76,6 +76,26 @@ pub struct Settings {
     #[arg(long, env = "ACHV_WEBHOOK_RETRY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
     pub webhook_retry_hours: u32,
 
+    /// Joins a cluster: comma-separated `nats://host:port` of a NATS
+    /// JetStream cluster. Without it the node runs alone on its data
+    /// directory.
+    #[arg(long, env = "ACHV_CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// This node's name in the cluster (default: the listen address).
+    #[arg(long, env = "ACHV_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Copies JetStream keeps of each partition's log, the catalog and the
+    /// snapshots (default 3; 1 for a single NATS server).
+    #[arg(long, env = "ACHV_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+
+    /// Seconds a dead node's partitions wait before another node takes
+    /// them over.
+    #[arg(long, env = "ACHV_LEASE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub lease_secs: u64,
+
     /// Allow webhooks to loopback, private and link-local addresses (off:
     /// such targets are refused, also when a name resolves to one).
     #[arg(long, env = "ACHV_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]

@@ -171,26 +171,27 @@ impl Nodes {
     }
 
     /// Says that `node` (reachable at `address`) is alive.
+    /// Says `node` is alive and serves HTTP at `address`.
     pub async fn heartbeat(&self, node: &str, address: &str) -> Result<(), ClusterError> {
         self.kv
-            .put(node, Bytes::from(address.to_string()))
+            .put(node_key(node), Bytes::from(format!("{node}\n{address}")))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
             .map_err(js_error("heartbeat"))
     }
 
-    /// Leaves at once (a graceful stop).
+    /// Leaves at once (a graceful stop), without waiting for the age.
     pub async fn leave(&self, node: &str) -> Result<(), ClusterError> {
         self.kv
-            .delete(node)
+            .delete(node_key(node))
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error("leaving"))
     }
 
-    /// The live nodes and their addresses, sorted by node id.
-    pub async fn live(&self) -> Result<Vec<(String, String)>, ClusterError> {
+    /// The live nodes, sorted by id.
+    pub async fn live(&self) -> Result<Vec<LiveNode>, ClusterError> {
         let mut keys = self
             .kv
             .keys()
@@ -202,22 +203,51 @@ impl Nodes {
             let k = k
                 .map_err(|e| e.to_string())
                 .map_err(js_error("node listing"))?;
-            if let Some(address) = self
+            let entry = self
                 .kv
-                .get(k.clone())
+                .entry(k.clone())
                 .await
                 .map_err(|e| e.to_string())
-                .map_err(js_error("node lookup"))?
-            {
-                out.push((k, String::from_utf8_lossy(&address).into_owned()));
-            }
+                .map_err(js_error("node lookup"))?;
+            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+                continue;
+            };
+            let value = String::from_utf8_lossy(&entry.value).into_owned();
+            let (id, address) = value.split_once('\n').unwrap_or((&k, &value));
+            out.push(LiveNode {
+                id: id.to_owned(),
+                address: address.to_owned(),
+                last_seen: chrono::DateTime::from_timestamp(entry.created.unix_timestamp(), 0)
+                    .unwrap_or_default(),
+            });
         }
-        out.sort();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 }
 
-/// FNV-1a 64 of a node id and a partition, mixed (rendezvous weight).
+/// A node that sent a heartbeat within the bucket's age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveNode {
+    pub id: String,
+    pub address: String,
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+}
+
+/// A node id as a key (keys allow letters, digits and `-/_=.`; a default
+/// id is an address such as `127.0.0.1:8080`).
+fn node_key(node: &str) -> String {
+    node.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-/_=.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn weight(node: &str, p: PartitionId) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in node.bytes().chain([b'/']).chain(p.0.to_le_bytes()) {

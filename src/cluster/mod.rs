@@ -14,12 +14,19 @@
 
 pub mod catalog;
 pub mod leases;
+pub mod node;
+pub mod owner;
+pub mod service;
 pub mod snapshots;
 pub mod streams;
 pub mod takeover;
+pub mod wire;
 
 pub use catalog::{follow_catalog, publish_catalog};
-pub use leases::{owner_of, Lease, Leases, Nodes};
+pub use leases::{owner_of, Lease, Leases, LiveNode, Nodes};
+pub use node::{ClusterConfig, Node};
+pub use owner::{OwnerStats, OwnershipView};
+pub use service::Service;
 pub use snapshots::{Refused, SnapshotHead, SnapshotStore};
 pub use streams::{Appended, ClusterError, JetStreamLog, StreamLayout};
 pub use takeover::{snapshot_partition, take_over};

@@ -197,6 +197,143 @@ impl JetStreamLog {
         self.publish(CATALOG_SUBJECT.into(), msg_id, payload).await
     }
 
+    /// The NATS connection (for what is not JetStream: answers, reads).
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
+    /// Sends a record of partition `p` with its headers (a `Nats-Msg-Id`
+    /// among them); the returned future resolves once it is stored. Sends
+    /// made one after another are stored in that order.
+    pub async fn send(
+        &self,
+        p: PartitionId,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<jetstream::context::PublishAckFuture, ClusterError> {
+        self.js
+            .publish_with_headers(self.layout.subject_of(p), headers, payload)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("publish"))
+    }
+
+    /// Appends a catalog record only if the catalog's last record is at
+    /// `last` (0: empty); `None` when another record came in between.
+    pub async fn append_catalog_after(
+        &self,
+        last: Position,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Option<Appended>, ClusterError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        headers.insert("Nats-Expected-Last-Sequence", last.0.to_string().as_str());
+        let sent = self
+            .js
+            .publish_with_headers(CATALOG_SUBJECT, headers, payload)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("publish"))?;
+        match sent.await {
+            Ok(ack) => Ok(Some(Appended {
+                position: Position(ack.sequence),
+                duplicate: ack.duplicate,
+            })),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(None)
+            }
+            Err(e) => Err(js_error("publish acknowledgement")(e.to_string())),
+        }
+    }
+
+    /// The position of the catalog's last record (0: none).
+    pub async fn catalog_last(&self) -> Result<Position, ClusterError> {
+        let mut stream = self
+            .js
+            .get_stream(CATALOG_STREAM)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("stream lookup"))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("stream info"))?;
+        Ok(Position(info.state.last_sequence))
+    }
+
+    /// The position of partition `p`'s last record (0: none), as its
+    /// stream's leader knows it.
+    pub async fn last_position(&self, p: PartitionId) -> Result<Position, ClusterError> {
+        let stream = self
+            .js
+            .get_stream(self.layout.stream_of(p))
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("stream lookup"))?;
+        match stream
+            .get_last_raw_message_by_subject(&self.layout.subject_of(p))
+            .await
+        {
+            Ok(m) => Ok(Position(m.sequence)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(Position(0))
+            }
+            Err(e) => Err(js_error("last record lookup")(e.to_string())),
+        }
+    }
+
+    async fn tail(
+        &self,
+        stream_name: &str,
+        subject: String,
+        from: Position,
+    ) -> Result<consumer::pull::Ordered, ClusterError> {
+        let stream = self
+            .js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("stream lookup"))?;
+        stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subject,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.0.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("consumer creation"))?
+            .messages()
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("consumer messages"))
+    }
+
+    /// Partition `p`'s records from `from` on, in order, and every later
+    /// one as it is stored (an ordered consumer: recreated by the client
+    /// when a server goes away, never skipping or repeating a record).
+    pub async fn tail_partition(
+        &self,
+        p: PartitionId,
+        from: Position,
+    ) -> Result<consumer::pull::Ordered, ClusterError> {
+        self.tail(&self.layout.stream_of(p), self.layout.subject_of(p), from)
+            .await
+    }
+
+    /// The catalog's records from `from` on, and every later one.
+    pub async fn tail_catalog(
+        &self,
+        from: Position,
+    ) -> Result<consumer::pull::Ordered, ClusterError> {
+        self.tail(CATALOG_STREAM, CATALOG_SUBJECT.into(), from)
+            .await
+    }
+
     async fn read_subject(
         &self,
         stream_name: &str,

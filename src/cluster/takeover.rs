@@ -57,12 +57,10 @@ pub async fn snapshot_partition(engine: &Engine, p: PartitionId) -> Result<Vec<u
     }
 }
 
-/// Loads partition `p`'s newest snapshot (if any) into `engine`, then
-/// replays its log from there; returns the position of the next record
-/// (where following the log goes on).
-pub async fn take_over(
+/// Loads partition `p`'s newest snapshot (if any) into `engine`; returns
+/// the position it covers (where replaying the log starts).
+pub async fn load_snapshot(
     engine: &Engine,
-    log: &JetStreamLog,
     snapshots: &SnapshotStore,
     p: PartitionId,
 ) -> Result<Position, ClusterError> {
@@ -92,6 +90,19 @@ pub async fn take_over(
         }
         from = covered;
     }
+    Ok(from)
+}
+
+/// Loads partition `p`'s newest snapshot (if any) into `engine`, then
+/// replays its log from there; returns the position of the next record
+/// (where following the log goes on).
+pub async fn take_over(
+    engine: &Engine,
+    log: &JetStreamLog,
+    snapshots: &SnapshotStore,
+    p: PartitionId,
+) -> Result<Position, ClusterError> {
+    let mut from = load_snapshot(engine, snapshots, p).await?;
     loop {
         let records = log.read(p, from, BATCH).await?;
         if records.is_empty() {

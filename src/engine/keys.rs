@@ -46,6 +46,13 @@ pub fn load_or_create_management_key(
         Err(e) => return Err(e),
     }
     let key = generate_secret();
+    write_management_key(data_dir, &key)?;
+    Ok((key, true))
+}
+
+/// Stores the management key in the data directory (mode 0600).
+pub fn write_management_key(data_dir: &Path, key: &str) -> std::io::Result<()> {
+    let path = data_dir.join(MANAGEMENT_KEY_FILE);
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -55,6 +62,5 @@ pub fn load_or_create_management_key(
     }
     let mut file = options.open(&path)?;
     file.write_all(key.as_bytes())?;
-    file.sync_all()?;
-    Ok((key, true))
+    file.sync_all()
 }

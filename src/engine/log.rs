@@ -136,6 +136,28 @@ impl PairChangeRef<'_> {
     }
 }
 
+impl Record {
+    /// The record borrowed, as appends take it.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        match self {
+            Record::Pair(c) => RecordRef::Pair(PairChangeRef {
+                achievement: c.achievement,
+                customer: &c.customer,
+                pair_number: c.pair_number,
+                now: c.now,
+                campaign_running: c.campaign_running,
+                op: match &c.op {
+                    ChangeOp::Increase(inc) => ChangeOpRef::Increase(inc),
+                    ChangeOp::Rollback(id) => ChangeOpRef::Rollback(id),
+                },
+            }),
+            Record::Erase(e) => RecordRef::Erase(e),
+            Record::Expire(e) => RecordRef::Expire(e),
+            Record::Catalog(c) => RecordRef::Catalog(c),
+        }
+    }
+}
+
 impl RecordRef<'_> {
     pub fn to_owned(&self) -> Record {
         match self {

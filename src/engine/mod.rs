@@ -27,6 +27,7 @@ pub mod keys;
 pub mod log;
 pub mod pair;
 pub mod partition;
+pub mod remote;
 pub mod shard;
 pub mod shard_log;
 mod snapshots;
@@ -45,6 +46,7 @@ pub use catalog::{AchievementEntry, Catalog};
 pub use error::EngineError;
 use log::{Log, PartitionId, RecordRef, Stream};
 use pair::{OpKind, PairKey, PairMessage};
+use remote::{Answer, Remote};
 use shard::{
     DropAchievement, EraseCustomer, ExportKeys, ExportRows, PairBatch, ReadCustomer, Shard,
 };
@@ -57,6 +59,18 @@ use crate::domain::{
     AchievementDraft, AchievementId, AchievementPatch, ApplicationId, CampaignId, CustomerId,
     EventId, EventResult, Increase, Iteration,
 };
+
+/// Tries at planning a catalog change while other nodes change it.
+const CATALOG_ATTEMPTS: usize = 20;
+
+/// An owner's answer to an event or a rollback.
+fn event_answer(answer: Option<Result<Answer, EngineError>>) -> Result<EventResult, EngineError> {
+    match answer {
+        Some(Ok(Answer::Event(result))) => Ok(result),
+        Some(Err(e)) => Err(e),
+        _ => Err(EngineError::Internal("an event got another answer")),
+    }
+}
 
 /// An increase addressed to an achievement.
 #[derive(Debug, Clone)]
@@ -99,6 +113,7 @@ impl Engine {
             inflight: (0..n).map(|_| Default::default()).collect(),
             pair_numbers: Default::default(),
             feed: Default::default(),
+            remote: Default::default(),
         });
         let catalog = Arc::new(catalog);
         let arbiters: Vec<_> = (0..config.arbiters.clamp(1, n))
@@ -130,6 +145,17 @@ impl Engine {
             .feed
             .set(sink)
             .map_err(|_| EngineError::Internal("a feed is attached already"))
+    }
+
+    /// Runs the engine in a cluster: writes become records submitted to
+    /// their partitions' logs, reads go to the partitions' owners, and
+    /// catalog changes go through the cluster's catalog log (`remote`).
+    /// Once, before serving.
+    pub fn attach_remote(&self, remote: Arc<dyn Remote>) -> Result<(), EngineError> {
+        self.shared
+            .remote
+            .set(remote)
+            .map_err(|_| EngineError::Internal("a cluster is attached already"))
     }
 
     /// Resolves once the feed has stored everything the engine sent it so
@@ -174,9 +200,23 @@ impl Engine {
     /// serialised, so what was validated when planning still holds.
     async fn commit<R>(
         &self,
-        plan: impl FnOnce(&Catalog) -> Result<(CatalogRecord, R), EngineError>,
+        plan: impl Fn(&Catalog) -> Result<(CatalogRecord, R), EngineError>,
     ) -> Result<R, EngineError> {
         let _serial = self.catalog_writer.lock().await;
+        if let Some(remote) = self.shared.remote().cloned() {
+            // Planned on the catalog as followed; appended only if no other
+            // node's change came in between, else followed and planned again.
+            for _ in 0..CATALOG_ATTEMPTS {
+                remote.catalog_sync().await?;
+                let (record, out) = plan(&self.catalog)?;
+                if remote.catalog_append(record).await? {
+                    return Ok(out);
+                }
+            }
+            return Err(EngineError::Unavailable(
+                "the catalog is changing too fast to plan this change; retry",
+            ));
+        }
         let (record, out) = plan(&self.catalog)?;
         if let Some(log) = self.log() {
             let appended = log
@@ -198,7 +238,7 @@ impl Engine {
         description: String,
     ) -> Result<Application, EngineError> {
         let now = self.now();
-        self.commit(|c| c.plan_create_application(name, timezone, description, now))
+        self.commit(|c| c.plan_create_application(name.clone(), timezone, description.clone(), now))
             .await
     }
 
@@ -209,7 +249,8 @@ impl Engine {
         name: String,
     ) -> Result<(ApiKeyInfo, String), EngineError> {
         let now = self.now();
-        self.commit(|c| c.plan_create_api_key(app, name, now)).await
+        self.commit(|c| c.plan_create_api_key(app, name.clone(), now))
+            .await
     }
 
     pub async fn create_campaign(
@@ -218,7 +259,7 @@ impl Engine {
         patch: CampaignPatch,
     ) -> Result<Campaign, EngineError> {
         let now = self.now();
-        self.commit(|c| c.plan_create_campaign(app, patch, now))
+        self.commit(|c| c.plan_create_campaign(app, patch.clone(), now))
             .await
     }
 
@@ -228,7 +269,7 @@ impl Engine {
         id: CampaignId,
         patch: CampaignPatch,
     ) -> Result<Campaign, EngineError> {
-        self.commit(|c| c.plan_update_campaign(app, id, patch))
+        self.commit(|c| c.plan_update_campaign(app, id, patch.clone()))
             .await
     }
 
@@ -240,7 +281,7 @@ impl Engine {
     ) -> Result<Arc<AchievementEntry>, EngineError> {
         let now = self.now();
         let id = self
-            .commit(|c| c.plan_create_achievement(app, campaign, draft, now))
+            .commit(|c| c.plan_create_achievement(app, campaign, draft.clone(), now))
             .await?;
         self.catalog.achievement(app, campaign, id)
     }
@@ -305,6 +346,11 @@ impl Engine {
     }
 
     async fn run(&self, msg: PairMessage) -> Result<EventResult, EngineError> {
+        if let Some(remote) = self.shared.remote() {
+            let (p, record) = self.record_of(msg);
+            let mut answers = remote.submit(vec![(p, record)]).await?;
+            return event_answer(answers.pop());
+        }
         let shard = self.shard_of(msg.partition);
         let _admission = self.admit(shard, 1)?;
         let direct = self.shared.routes.get(&msg.key).map(|a| a.clone());
@@ -322,6 +368,27 @@ impl Engine {
         }
         let (result, commit) = self.shards[shard].send(msg).await.map_err(shard_gone)??;
         pair::after_durable(commit, result).await
+    }
+
+    /// A pair's operation as a record for a cluster's log: with the time it
+    /// arrived and the campaign state seen here, numbered by its owner.
+    fn record_of(&self, msg: PairMessage) -> (PartitionId, log::Record) {
+        let now = self.now();
+        let op = match msg.kind {
+            OpKind::Increase(inc) => log::ChangeOp::Increase(inc),
+            OpKind::Rollback(id) => log::ChangeOp::Rollback(id),
+            #[cfg(test)]
+            OpKind::Panic => unreachable!("injected panics run on a single node"),
+        };
+        let change = log::PairChange {
+            achievement: msg.key.achievement,
+            customer: msg.key.customer,
+            pair_number: 0,
+            now,
+            campaign_running: msg.entry.campaign.running_at(now),
+            op,
+        };
+        (msg.partition, log::Record::Pair(change))
     }
 
     fn message(
@@ -357,6 +424,16 @@ impl Engine {
         &self,
         inputs: Vec<EventInput>,
     ) -> Result<Vec<Result<EventResult, EngineError>>, EngineError> {
+        if let Some(remote) = self.shared.remote() {
+            let records = inputs
+                .into_iter()
+                .map(|i| {
+                    self.record_of(self.message(i.customer, i.entry, OpKind::Increase(i.increase)))
+                })
+                .collect();
+            let answers = remote.submit(records).await?;
+            return Ok(answers.into_iter().map(|a| event_answer(Some(a))).collect());
+        }
         let n = inputs.len();
         let mut per_shard: Vec<(Vec<usize>, PairBatch)> = (0..self.shards.len())
             .map(|_| {
@@ -447,8 +524,6 @@ impl Engine {
         customer: CustomerId,
     ) -> Result<usize, EngineError> {
         let partition = self.partition_of(app, &customer);
-        let shard = self.shard_of(partition);
-        let _admission = self.admit(shard, 1)?;
         // Listed now: an achievement created after this point is concurrent
         // with the erasure, and its progress comes after it.
         let achievements = self
@@ -457,6 +532,24 @@ impl Engine {
             .iter()
             .map(|e| e.achievement.id)
             .collect();
+        if let Some(remote) = self.shared.remote() {
+            let erasure = log::Erasure {
+                application: app,
+                customer,
+                achievements,
+            };
+            let answer = remote
+                .submit(vec![(partition, log::Record::Erase(erasure))])
+                .await?
+                .pop();
+            return match answer {
+                Some(Ok(Answer::Erased(n))) => Ok(n),
+                Some(Err(e)) => Err(e),
+                _ => Err(EngineError::Internal("an erasure got another answer")),
+            };
+        }
+        let shard = self.shard_of(partition);
+        let _admission = self.admit(shard, 1)?;
         let (erased, commit) = self.shards[shard]
             .send(EraseCustomer {
                 application: app,
@@ -477,11 +570,30 @@ impl Engine {
         entries: &[Arc<AchievementEntry>],
     ) -> Result<Vec<Vec<Iteration>>, EngineError> {
         let partition = self.partition_of(app, customer);
+        if let Some(remote) = self.shared.remote() {
+            let achievements = entries.iter().map(|e| e.achievement.id).collect();
+            return remote
+                .progress(partition, customer.clone(), achievements)
+                .await;
+        }
+        let achievements: Vec<AchievementId> = entries.iter().map(|e| e.achievement.id).collect();
+        self.local_progress(partition, customer, &achievements)
+            .await
+    }
+
+    /// A customer's iterations as this node holds them (in a cluster, the
+    /// owner of the customer's partition answers with this).
+    pub async fn local_progress(
+        &self,
+        partition: PartitionId,
+        customer: &CustomerId,
+        achievements: &[AchievementId],
+    ) -> Result<Vec<Vec<Iteration>>, EngineError> {
         self.shards[self.shard_of(partition)]
             .send(ReadCustomer {
                 customer: customer.clone(),
                 partition,
-                achievements: entries.iter().map(|e| e.achievement.id).collect(),
+                achievements: achievements.to_vec(),
             })
             .await
             .map_err(shard_gone)?

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use super::catalog::CatalogState;
 use super::error::EngineError;
 use super::log::{Log, PartitionId, Position, Stream};
+use super::remote::Applied;
 use super::shard::{
     AttachLog, Chunk, EncodeChunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
-    SnapshotBegin, SnapshotChunk, SnapshotStart,
+    SnapshotBegin, SnapshotChunk, SnapshotStart, UnloadPartition,
 };
 use super::{shard_gone, Engine};
 
@@ -97,6 +98,15 @@ impl Engine {
             .map_err(shard_gone)?
     }
 
+    /// Forgets a partition's pairs (its node no longer owns it); returns
+    /// how many had progress.
+    pub async fn unload_partition(&self, p: PartitionId) -> Result<usize, EngineError> {
+        self.shards[self.shard_of(p)]
+            .send(UnloadPartition { partition: p })
+            .await
+            .map_err(shard_gone)?
+    }
+
     /// Applies log records of a partition again, in order; returns how many
     /// applied (records a pair already holds are skipped).
     pub async fn replay(
@@ -104,6 +114,21 @@ impl Engine {
         p: PartitionId,
         records: Vec<(Position, ReplayRecord)>,
     ) -> Result<usize, EngineError> {
+        let applied = self.apply_logged(p, records).await?;
+        Ok(applied
+            .iter()
+            .filter(|a| !matches!(a, Applied::Skipped))
+            .count())
+    }
+
+    /// Applies records of a partition read from its log, in order, and
+    /// says what each did (a cluster's owner answers their submitters
+    /// with it). Records a pair already holds are skipped.
+    pub async fn apply_logged(
+        &self,
+        p: PartitionId,
+        records: Vec<(Position, ReplayRecord)>,
+    ) -> Result<Vec<Applied>, EngineError> {
         self.shards[self.shard_of(p)]
             .send(Replay {
                 partition: p,

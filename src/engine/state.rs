@@ -14,6 +14,7 @@ use super::feed::FeedSink;
 use super::log::PartitionId;
 use super::pair::PairKey;
 use super::partition::{partition_of, DEFAULT_PARTITIONS};
+use super::remote::Remote;
 use crate::clock::Clock;
 use crate::domain::{ApplicationId, CustomerId, Limits};
 
@@ -109,6 +110,8 @@ pub struct Shared {
     pub(super) pair_numbers: AtomicU64,
     /// Where feed entries go, once attached.
     pub(super) feed: std::sync::OnceLock<Arc<dyn FeedSink>>,
+    /// The cluster this engine's partitions live in, once attached.
+    pub(super) remote: std::sync::OnceLock<Arc<dyn Remote>>,
 }
 
 impl Shared {
@@ -120,6 +123,11 @@ impl Shared {
     /// The feed's sink, if one is attached.
     pub fn feed(&self) -> Option<&Arc<dyn FeedSink>> {
         self.feed.get()
+    }
+
+    /// The cluster, if the engine runs in one.
+    pub fn remote(&self) -> Option<&Arc<dyn Remote>> {
+        self.remote.get()
     }
 
     /// The highest pair number handed out.

@@ -1,5 +1,5 @@
 //! Operations routes that need the management key: taking and listing
-//! snapshots.
+//! snapshots, and a cluster's nodes and ownership.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -13,7 +13,59 @@ use crate::persist::store::SnapshotInfo;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/admin/snapshots", web::post().to(take_snapshot))
-        .route("/v1/admin/snapshots", web::get().to(list_snapshots));
+        .route("/v1/admin/snapshots", web::get().to(list_snapshots))
+        .route("/v1/admin/cluster", web::get().to(cluster));
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterDto {
+    node_id: String,
+    partitions: u32,
+    nodes: Vec<ClusterNodeDto>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterNodeDto {
+    node_id: String,
+    address: String,
+    partitions: Vec<u32>,
+    last_seen: Time,
+}
+
+/// The cluster's live nodes and the partitions each holds a lease on.
+async fn cluster(_: Management, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(service) = state.cluster.as_ref() else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "this node does not run in cluster mode (start it with --cluster)",
+            None,
+        ));
+    };
+    let node = service
+        .node()
+        .ok_or(EngineError::Unavailable("the node is joining the cluster"))?;
+    let view = node.view().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot read the cluster's ownership");
+        ApiError::from(EngineError::Unavailable(
+            "the cluster cannot be read now; retry",
+        ))
+    })?;
+    Ok(HttpResponse::Ok().json(ClusterDto {
+        node_id: view.node_id,
+        partitions: view.partitions,
+        nodes: view
+            .nodes
+            .into_iter()
+            .map(|(n, partitions)| ClusterNodeDto {
+                node_id: n.id,
+                address: n.address,
+                partitions,
+                last_seen: Time(n.last_seen),
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Serialize)]

@@ -38,6 +38,8 @@ pub struct AppState {
     pub feed: Arc<Feed>,
     /// Webhooks: registry, deliveries and their stats.
     pub webhooks: Arc<crate::feed::webhooks::Webhooks>,
+    /// The cluster node, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Service>>,
 }
 
 /// Registers every route on an actix-web app.

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 
 use super::AppState;
 use crate::clock::Clock;
+use crate::cluster::{ClusterConfig, Service};
 use crate::config::Settings;
 use crate::engine::keys::hash_key;
 use crate::engine::{keys, Catalog, Engine, EngineConfig};
@@ -35,6 +36,8 @@ pub struct Running {
     pub restored: tokio::sync::oneshot::Receiver<Result<(), String>>,
     /// Stops the periodic snapshots.
     pub stopping: Arc<AtomicBool>,
+    /// The cluster node, in cluster mode.
+    pub cluster: Option<Arc<Service>>,
 }
 
 /// Prepares the data directory, the engine and the server (bound, not yet
@@ -46,10 +49,23 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
 /// Like [`start`], with the engine reading "now" from `clock` (a manual
 /// clock lets tests move time instead of sleeping).
 pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Running> {
+    let clustered = settings.cluster.is_some();
     let config = EngineConfig {
         clock,
-        shards: store::shard_count(&settings.data_dir, settings.worker_count()),
-        partitions: store::partition_count(&settings.data_dir, settings.partitions)?,
+        // In a cluster the data directory holds no log: partitions and
+        // shards come from the flags (the cluster checks the count).
+        shards: if clustered {
+            settings.worker_count()
+        } else {
+            store::shard_count(&settings.data_dir, settings.worker_count())
+        },
+        partitions: if clustered {
+            settings
+                .partitions
+                .unwrap_or(crate::engine::partition::DEFAULT_PARTITIONS)
+        } else {
+            store::partition_count(&settings.data_dir, settings.partitions)?
+        },
         arbiters: settings.worker_count(),
         queue_capacity: settings.queue_capacity as usize,
         limits: crate::domain::Limits {
@@ -70,15 +86,60 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
                     settings.data_dir.display()
                 )
             })?;
-    if generated {
+    let workers = settings.worker_count();
+    let engine = Engine::start(config, Catalog::default());
+    engine.set_ready(false);
+    let (done, restored) = tokio::sync::oneshot::channel();
+    let mut done = Some(done);
+    let (management_key, cluster) = match &settings.cluster {
+        None => (management_key, None),
+        Some(urls) => {
+            let done = done.take();
+            let service = Service::spawn(
+                ClusterConfig {
+                    urls: urls.clone(),
+                    node_id: settings.node_id.clone().unwrap_or_default(),
+                    address: String::new(),
+                    partitions: engine.partitions(),
+                    replicas: usize::from(settings.replicas),
+                    lease: Duration::from_secs(settings.lease_secs),
+                    wait: Duration::from_millis(settings.request_timeout_ms),
+                    snapshot_every: Duration::from_secs(if settings.snapshot_interval > 0 {
+                        settings.snapshot_interval
+                    } else {
+                        60
+                    }),
+                },
+                engine.clone(),
+                settings.management_key.clone(),
+                management_key,
+                move |joined| {
+                    if let Err(e) = &joined {
+                        tracing::error!(error = %e, "cannot join the cluster; the node will not become ready");
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(joined);
+                    }
+                },
+            )?;
+            let key = service.management_key.clone();
+            if settings.management_key.is_none() {
+                keys::write_management_key(&settings.data_dir, &key).with_context(|| {
+                    format!(
+                        "cannot write the management key in {}",
+                        settings.data_dir.display()
+                    )
+                })?;
+            }
+            (key, Some(Arc::new(service)))
+        }
+    };
+    if generated && cluster.is_none() {
         tracing::info!(
             path = %settings.data_dir.join(keys::MANAGEMENT_KEY_FILE).display(),
             "generated a management key and stored it (mode 0600)"
         );
     }
-    let workers = settings.worker_count();
-    let engine = Engine::start(config, Catalog::default());
-    engine.set_ready(false);
     // The feed hears every change from the restore's replay on.
     let feed = Feed::open(
         &settings.data_dir.join(FEED_DIR),
@@ -91,9 +152,11 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
             settings.data_dir.display()
         )
     })?;
-    engine
-        .attach_feed(FeedWriter::start(feed.clone()).context("cannot start the feed writer")?)
-        .context("cannot attach the feed")?;
+    if cluster.is_none() {
+        engine
+            .attach_feed(FeedWriter::start(feed.clone()).context("cannot start the feed writer")?)
+            .context("cannot attach the feed")?;
+    }
     // Deliveries start at once: what the feed holds is durable already.
     let webhooks = Webhooks::open(
         &settings.data_dir.join(WEBHOOKS_DIR),
@@ -116,6 +179,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         metrics: Arc::new(super::metrics::Metrics::new()),
         feed,
         webhooks: Arc::new(webhooks),
+        cluster: cluster.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -140,9 +204,11 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         .addrs()
         .first()
         .context("the server bound no address")?;
-    let (done, restored) = tokio::sync::oneshot::channel();
     let stopping = Arc::new(AtomicBool::new(false));
-    {
+    if let Some(service) = &cluster {
+        service.begin(addr);
+    } else {
+        let done = done.take().context("the restore started twice")?;
         let engine = engine.clone();
         let dir = settings.data_dir.clone();
         let keep = settings.snapshot_keep as usize;
@@ -176,6 +242,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         store: store_cell,
         restored,
         stopping,
+        cluster,
     })
 }
 
@@ -222,6 +289,10 @@ impl Running {
         });
         self.server.await?;
         self.stopping.store(true, Ordering::Relaxed);
+        if let Some(cluster) = &self.cluster {
+            tracing::info!("handing the partitions over to the other nodes");
+            cluster.leave().await;
+        }
         if let Ok(e) = failed_rx.await {
             anyhow::bail!("cannot restore from {}: {e}", data_dir.display());
         }

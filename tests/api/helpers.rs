@@ -73,6 +73,10 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         webhook_retry_hours: 24,
         // Test receivers listen on loopback.
         webhook_allow_private: true,
+        cluster: None,
+        node_id: None,
+        replicas: 3,
+        lease_secs: 10,
     }
 }
 

@@ -342,7 +342,9 @@ async fn a_lease_has_one_holder_is_renewed_by_revision_fences_a_lost_holder_and_
         .heartbeat("node-c", "127.0.0.1:3")
         .await
         .expect("heartbeat");
-    let names = |l: Vec<(String, String)>| l.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    let names = |l: Vec<achievements_engine::cluster::LiveNode>| {
+        l.into_iter().map(|n| n.id).collect::<Vec<_>>()
+    };
     assert_eq!(
         names(nodes.live().await.expect("live")),
         ["node-a", "node-b", "node-c"]

@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 
 pub use partition::Hasher;
 use partition::{Partition, Slot};
-pub use reads::{DropAchievement, EraseCustomer, ExportKeys, ExportRows, ReadCustomer};
+pub use reads::{
+    DropAchievement, EraseCustomer, ExportKeys, ExportRows, ReadCustomer, UnloadPartition,
+};
 pub use restore::{
     AttachLog, Chunk, EncodeChunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
     SnapshotBegin, SnapshotChunk, SnapshotStart,
@@ -253,6 +255,12 @@ impl Shard {
                 .map(|(k, _)| (k.achievement, k.customer.clone()))
                 .collect(),
         };
+        if let Some(remote) = self.shared.remote() {
+            // In a cluster the record is applied when the log hands it back
+            // (`apply_logged`), as on every replica of the partition.
+            remote.expire(p, expiry);
+            return;
+        }
         let position = match self.log.append_other(p, RecordRef::Expire(&expiry)) {
             // Nobody waits for it; the feed waits until it is durable.
             Ok((position, _)) => position,

@@ -159,6 +159,44 @@ impl Handler<DropAchievement> for Shard {
     }
 }
 
+/// Forgets every pair of a partition (a cluster node that no longer owns
+/// it: its state lives on in the partition's log and snapshots).
+pub struct UnloadPartition {
+    pub partition: PartitionId,
+}
+
+impl Message for UnloadPartition {
+    /// How many pairs were dropped.
+    type Result = Result<usize, EngineError>;
+}
+
+impl Handler<UnloadPartition> for Shard {
+    type Result = Result<usize, EngineError>;
+
+    fn handle(&mut self, msg: UnloadPartition, _: &mut Self::Context) -> Self::Result {
+        let p = msg.partition;
+        let keys: Vec<PairKey> = self.part(p)?.pairs.keys().cloned().collect();
+        for key in &keys {
+            if let Some(actor) = self.deactivate(key) {
+                actor.do_send(Passivate);
+            }
+        }
+        let part = self.part_mut(p)?;
+        let dropped = part
+            .pairs
+            .values()
+            .filter(|s| s.cell.tracker.borrow().has_progress())
+            .count();
+        // Timers hold their cells weakly: dropped cells never fire.
+        part.pairs.clear();
+        part.removals += 1;
+        for _ in 0..dropped {
+            self.shared.stats.pair_removed(self.index);
+        }
+        Ok(dropped)
+    }
+}
+
 /// Erases a customer's pairs in the given achievements of an application
 /// (`deleteCustomerData`), durably: the answer waits for the log.
 pub struct EraseCustomer {

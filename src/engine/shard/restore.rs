@@ -15,6 +15,7 @@ use crate::engine::error::EngineError;
 use crate::engine::feed;
 use crate::engine::log::{ChangeOp, Erasure, Expiry, Log, PairChange, PartitionId, Position};
 use crate::engine::pair::{apply_op, OpKind, OpRef, PairCell, PairKey};
+use crate::engine::remote::{Answer, Applied};
 
 /// One pair as a snapshot holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,17 +203,17 @@ pub struct Replay {
 }
 
 impl Message for Replay {
-    /// How many records were applied.
-    type Result = Result<usize, EngineError>;
+    /// What each record did, in order.
+    type Result = Result<Vec<Applied>, EngineError>;
 }
 
 impl Handler<Replay> for Shard {
-    type Result = Result<usize, EngineError>;
+    type Result = Result<Vec<Applied>, EngineError>;
 
     fn handle(&mut self, msg: Replay, _: &mut Self::Context) -> Self::Result {
         let p = msg.partition;
         self.part(p)?;
-        let mut applied = 0;
+        let mut applied = Vec::with_capacity(msg.records.len());
         for (position, record) in msg.records {
             let (change, entry) = match record {
                 ReplayRecord::Pair(change, entry) => (change, entry),
@@ -232,7 +233,7 @@ impl Handler<Replay> for Shard {
                         .collect();
                     let expired = self.apply_expiry(p, position, expiry.at, &pairs);
                     self.shared.stats.count_expiries(expired);
-                    applied += 1;
+                    applied.push(Applied::Expired(expired));
                     continue;
                 }
                 ReplayRecord::Erase(erasure) => {
@@ -246,7 +247,7 @@ impl Handler<Replay> for Shard {
                         self.shared.stats.pair_removed(self.index);
                     }
                     self.tell_erased(p, position, &erasure);
-                    applied += 1;
+                    applied.push(Applied::Answer(Ok(Answer::Erased(erased))));
                     continue;
                 }
             };
@@ -254,17 +255,24 @@ impl Handler<Replay> for Shard {
                 achievement: change.achievement,
                 customer: change.customer.clone(),
             };
+            // Number 0: a record submitted in a cluster, numbered by its
+            // position (the same on every replay).
+            let number = match (change.pair_number, self.shared.remote()) {
+                (0, Some(remote)) => remote.pair_number(p, position),
+                (n, _) => n,
+            };
             let part = self.part_mut(p)?;
-            let (index, created) = part.ensure(&key, || change.pair_number);
+            let (index, created) = part.ensure(&key, || number);
             let cell = part.pairs[index].cell.clone();
             if cell.last.get() >= position {
+                applied.push(Applied::Skipped);
                 continue;
             }
             let was_empty = created || !cell.tracker.borrow().has_progress();
             if was_empty {
                 // A pair erased earlier in the log starts again with the
                 // number it was given live.
-                *cell.tracker.borrow_mut() = PairTracker::new(change.pair_number);
+                *cell.tracker.borrow_mut() = PairTracker::new(number);
             }
             let kind = match change.op {
                 ChangeOp::Increase(inc) => OpKind::Increase(inc),
@@ -285,8 +293,8 @@ impl Handler<Replay> for Shard {
                 change.campaign_running,
                 &mut transitions,
             );
-            if let Err(e) = applied_op {
-                tracing::warn!(?position, error = %e, "a log record did not apply again");
+            if let Err(e) = &applied_op {
+                tracing::warn!(?position, error = %e, "a log record did not apply");
             }
             if !transitions.is_empty() {
                 let event_id = match &kind {
@@ -299,7 +307,7 @@ impl Handler<Replay> for Shard {
                 feed::send_entries(self.shared.feed(), position, list);
             }
             cell.last.set(position);
-            applied += 1;
+            applied.push(Applied::Answer(applied_op.map(Answer::Event)));
             self.settle(p, index, created, was_empty);
         }
         Ok(applied)

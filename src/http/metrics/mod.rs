@@ -80,6 +80,7 @@ pub struct Metrics {
     restore_records: GaugeVec,
     restore_skipped: GaugeVec,
     feed: feed::FeedMetrics,
+    cluster: cluster::ClusterMetrics,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
@@ -275,6 +276,7 @@ impl Metrics {
                 &[],
             ),
             feed: feed::FeedMetrics::new(&r),
+            cluster: cluster::ClusterMetrics::new(&r),
             registry: r,
             scrape: Mutex::new(()),
         }
@@ -307,6 +309,7 @@ impl Metrics {
     }
 }
 
+mod cluster;
 mod feed;
 mod requests;
 mod scrape;

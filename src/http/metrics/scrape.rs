@@ -8,6 +8,7 @@ use actix_web::{web, HttpResponse};
 use prometheus::{Counter, Encoder as _, Gauge, GaugeVec, IntCounter, TextEncoder};
 
 use super::Metrics;
+use crate::cluster::OwnerStats;
 use crate::engine::Engine;
 use crate::feed::webhooks::Webhooks;
 use crate::feed::Feed;
@@ -22,9 +23,13 @@ impl Metrics {
         engine: &Engine,
         store: Option<&Store>,
         feed: Option<(&Feed, &Webhooks)>,
+        cluster: Option<OwnerStats>,
     ) -> Result<String, String> {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.collect_engine(engine);
+        if let Some(stats) = cluster {
+            self.cluster.collect(stats);
+        }
         if let Some((feed, webhooks)) = feed {
             self.feed.collect(feed);
             self.feed.collect_webhooks(webhooks, engine.now());
@@ -144,10 +149,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let engine = state.engine.clone();
     let metrics = state.metrics.clone();
     let (feed, webhooks) = (state.feed.clone(), state.webhooks.clone());
+    let cluster = state
+        .cluster
+        .as_ref()
+        .and_then(|c| c.node())
+        .map(|n| n.stats());
     // Gathering takes a lock and walks every series: keep it off the worker.
-    let rendered =
-        web::block(move || metrics.render(&engine, store.as_deref(), Some((&feed, &webhooks))))
-            .await;
+    let rendered = web::block(move || {
+        metrics.render(&engine, store.as_deref(), Some((&feed, &webhooks)), cluster)
+    })
+    .await;
     match rendered {
         Ok(Ok(text)) => HttpResponse::Ok()
             .content_type(prometheus::TEXT_FORMAT)

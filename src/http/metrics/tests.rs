@@ -87,7 +87,9 @@ async fn restore_and_snapshot_figures_come_from_the_store() {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     };
-    let text = m.render(&engine, Some(&store), None).expect("renders");
+    let text = m
+        .render(&engine, Some(&store), None, None)
+        .expect("renders");
     assert_eq!(parse(&text, "achv_restore_pairs"), Some(4.0), "{text}");
     assert_eq!(parse(&text, "achv_pairs"), Some(4.0), "{text}");
     assert_eq!(parse(&text, "achv_restore_skipped_snapshots"), Some(0.0));
@@ -106,7 +108,9 @@ async fn restore_and_snapshot_figures_come_from_the_store() {
         .await
         .expect("snapshot thread")
         .expect("snapshot succeeds");
-    let text = m.render(&engine, Some(&store), None).expect("renders");
+    let text = m
+        .render(&engine, Some(&store), None, None)
+        .expect("renders");
     assert_eq!(parse(&text, "achv_snapshots_total"), Some(1.0), "{text}");
     assert_eq!(parse(&text, "achv_snapshot_failures_total"), Some(0.0));
     assert_eq!(
