@@ -450,6 +450,8 @@ async fn a_snapshot_is_committed_only_by_the_lease_holder_and_never_backwards() 
     assert_eq!(store.latest(PartitionId(3)).await.expect("latest"), None);
 }
 
+mod drills;
+
 mod takeover {
     use std::sync::Arc;
 

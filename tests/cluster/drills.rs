@@ -1,0 +1,621 @@
+//! Cluster drills (SPEC §6) against the real binary: 3 `nats-server` and 3
+//! engine nodes on loopback; clients send every event with an `eventId`
+//! to a random node and retry it (to random nodes) until it is
+//! acknowledged, while a node or a server is killed, a node stops
+//! gracefully, or the whole cluster restarts. After each: every event is
+//! acknowledged and counted exactly once, every node answers the same, and
+//! the state equals that of a single node fed the same events.
+//!
+//! The drills share the machine's two cores, so they run one at a time.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::{free_port, NatsCluster};
+
+const KEY: &str = "cluster-drill-key";
+/// Events per drill, customers, and concurrent clients (each client owns
+/// some customers and sends their events in order, so a single node fed
+/// the same per-customer order must end in the same state).
+const EVENTS: usize = 480;
+const CUSTOMERS: usize = 48;
+const CLIENTS: usize = 8;
+
+/// One drill at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct EngineNode {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+/// An engine binary: in the cluster at `urls`, or alone (`None`).
+fn spawn_engine(node: &EngineNode, id: &str, urls: Option<&str>, lease_secs: u64) -> Child {
+    std::fs::create_dir_all(&node.dir).expect("node dir");
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(&node.log)
+        .expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_achievements-engine"));
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{}", node.port))
+        .arg("--data-dir")
+        .arg(&node.dir)
+        .args(["--management-key", KEY, "--workers", "2"])
+        .args(["--partitions", "32", "--snapshot-interval", "2"])
+        .env("RUST_LOG", "info,http=warn")
+        .env("NO_COLOR", "1");
+    if let Some(urls) = urls {
+        cmd.args(["--cluster", urls, "--node-id", id])
+            .args(["--lease-secs", &lease_secs.to_string()]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone().expect("clone")))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .expect("start the engine binary")
+}
+
+fn log_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// 3 servers and 3 nodes; killed when dropped.
+struct Drill {
+    nats: NatsCluster,
+    nodes: Vec<EngineNode>,
+    lease_secs: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Drill {
+    async fn start(lease_secs: u64) -> Drill {
+        let nats = NatsCluster::start(3);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nodes = (1..=3)
+            .map(|i| EngineNode {
+                child: None,
+                port: free_port(),
+                dir: dir.path().join(format!("node-{i}")),
+                log: dir.path().join(format!("node-{i}.log")),
+            })
+            .collect();
+        let mut drill = Drill {
+            nats,
+            nodes,
+            lease_secs,
+            _dir: dir,
+        };
+        for i in 0..3 {
+            drill.start_node(i);
+        }
+        for i in 0..3 {
+            drill.wait_ready(i).await;
+        }
+        drill
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let urls = self.nats.urls();
+        let child = spawn_engine(
+            &self.nodes[i],
+            &format!("node-{}", i + 1),
+            Some(&urls),
+            self.lease_secs,
+        );
+        self.nodes[i].child = Some(child);
+    }
+
+    async fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let client = client();
+        loop {
+            if let Some(status) = self.nodes[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("poll"))
+            {
+                panic!(
+                    "node {} exited ({status}):\n{}",
+                    i + 1,
+                    log_text(&self.nodes[i].log)
+                );
+            }
+            let url = format!("http://127.0.0.1:{}/readyz", self.nodes[i].port);
+            if let Ok(r) = client.get(url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready in 90 s:\n{}",
+                i + 1,
+                log_text(&self.nodes[i].log)
+            );
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (the node hands over first).
+    async fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut child = self.nodes[i].child.take().expect("running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("poll") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {} did not stop", i + 1);
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- node {}\n{}", i + 1, log_text(&n.log)))
+            .collect()
+    }
+}
+
+impl Drop for Drill {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish()
+}
+
+async fn call(
+    client: &awc::Client,
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let req = match method {
+        "POST" => client.post(url),
+        "DELETE" => client.delete(url),
+        _ => client.get(url),
+    }
+    .insert_header(("Authorization", auth.to_string()));
+    let mut resp = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .body()
+        .limit(8 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+/// Retries a call on random nodes until it gets a 2xx (a 503 or a dead
+/// node is retried), for up to 90 s.
+async fn until_ok(
+    client: &awc::Client,
+    ports: &[u16],
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: Option<Value>,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let port = ports[rand::rng().random_range(0..ports.len())];
+        match call(client, port, method, path, auth, body.clone()).await {
+            Ok((s, v)) if (200..300).contains(&s) => return v,
+            Ok((s, v)) => last = format!("{s} {v}"),
+            Err(e) => last = e,
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{method} {path} did not succeed within 90 s: {last}");
+}
+
+/// The application, its key, a campaign and an achievement ("7 within a
+/// year, again on completion"); returns (integration auth, achievement id).
+async fn catalog(ports: &[u16]) -> (String, u64) {
+    let c = client();
+    let m = format!("ManagementKey-v1 {KEY}");
+    let app = until_ok(
+        &c,
+        ports,
+        "POST",
+        "/v1/applications",
+        &m,
+        Some(json!({"name": "drill", "timezone": "UTC"})),
+    )
+    .await["id"]
+        .as_u64()
+        .expect("application id");
+    let key = until_ok(
+        &c,
+        ports,
+        "POST",
+        &format!("/v1/applications/{app}/api_keys"),
+        &m,
+        Some(json!({"name": "drill"})),
+    )
+    .await["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let campaign = until_ok(
+        &c,
+        ports,
+        "POST",
+        &format!("/v1/applications/{app}/campaigns"),
+        &m,
+        Some(json!({"name": "drill"})),
+    )
+    .await["id"]
+        .as_u64()
+        .expect("campaign id");
+    let achievement = until_ok(
+        &c,
+        ports,
+        "POST",
+        &format!("/v1/applications/{app}/campaigns/{campaign}/achievements"),
+        &m,
+        Some(json!({"name": "seven", "title": "Seven", "description": "",
+                    "target": 7, "period": "1Y", "recurrencePolicy": "on_completion"})),
+    )
+    .await["id"]
+        .as_u64()
+        .expect("achievement id");
+    (format!("ApiKey-v1 {key}"), achievement)
+}
+
+/// Event `n`: its customer, delta and id.
+fn event(n: usize) -> (String, u32, String) {
+    (
+        format!("c{}", n % CUSTOMERS),
+        (n % 5 + 1) as u32,
+        format!("e{n}"),
+    )
+}
+
+/// Sends every event (retrying each to random nodes until acknowledged);
+/// `during` runs beside the load and is given the number of events
+/// acknowledged so far. Returns each event's outcome.
+async fn load<F, Fut>(
+    ports: Vec<u16>,
+    auth: &str,
+    achievement: u64,
+    during: F,
+) -> BTreeMap<usize, String>
+where
+    F: FnOnce(Rc<std::cell::Cell<usize>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let acked = Rc::new(std::cell::Cell::new(0usize));
+    let clients = (0..CLIENTS).map(|w| {
+        let (ports, acked) = (ports.clone(), acked.clone());
+        async move {
+            let c = client();
+            let mut outcomes = Vec::new();
+            // Client `w` owns the customers c ≡ w (mod CLIENTS).
+            for n in (0..EVENTS).filter(|n| (n % CUSTOMERS) % CLIENTS == w) {
+                let (customer, delta, id) = event(n);
+                let body = json!({"integrationId": customer, "achievementId": achievement,
+                                  "delta": delta, "eventId": id});
+                let v = until_ok(&c, &ports, "POST", "/v1/progress_events", auth, Some(body)).await;
+                outcomes.push((n, v["outcome"].as_str().unwrap_or("?").to_owned()));
+                acked.set(acked.get() + 1);
+            }
+            outcomes
+        }
+    });
+    let (results, ()) =
+        futures_util::future::join(futures_util::future::join_all(clients), during(acked)).await;
+    results.into_iter().flatten().collect()
+}
+
+async fn until_acked(acked: &std::cell::Cell<usize>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.get() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the load stalled at {}",
+            acked.get()
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each customer's iterations as (status, progress), newest first, as a
+/// node answers them.
+async fn state(port: u16, auth: &str, achievement: u64) -> BTreeMap<String, Vec<(String, String)>> {
+    let c = client();
+    let mut out = BTreeMap::new();
+    for i in 0..CUSTOMERS {
+        let customer = format!("c{i}");
+        let path = format!("/v1/customer_profiles/{customer}/achievements/{achievement}");
+        let v = until_ok(&c, &[port], "GET", &path, auth, None).await;
+        let its = v["data"]
+            .as_array()
+            .expect("iterations")
+            .iter()
+            .map(|it| {
+                (
+                    it["status"].as_str().unwrap_or("?").to_owned(),
+                    it["progress"].to_string(),
+                )
+            })
+            .collect();
+        out.insert(customer, its);
+    }
+    out
+}
+
+/// The same events, per customer in the same order, into a single node.
+async fn single_node_state() -> BTreeMap<String, Vec<(String, String)>> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = EngineNode {
+        child: None,
+        port: free_port(),
+        dir: dir.path().join("single"),
+        log: dir.path().join("single.log"),
+    };
+    let mut child = spawn_engine(&node, "single", None, 0);
+    let ports = [node.port];
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(
+        call(&c, node.port, "GET", "/readyz", "", None).await,
+        Ok((200, _))
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "single node not ready:\n{}",
+            log_text(&node.log)
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (auth, achievement) = catalog(&ports).await;
+    for n in 0..EVENTS {
+        let (customer, delta, id) = event(n);
+        let body = json!({"integrationId": customer, "achievementId": achievement,
+                          "delta": delta, "eventId": id});
+        until_ok(&c, &ports, "POST", "/v1/progress_events", &auth, Some(body)).await;
+    }
+    let s = state(node.port, &auth, achievement).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    s
+}
+
+/// Every event acknowledged once as applied (a retry may be told
+/// `duplicate`: then the first attempt was applied), every node answers
+/// the same, and that is what a single node says.
+async fn check(drill: &Drill, outcomes: &BTreeMap<usize, String>, auth: &str, achievement: u64) {
+    assert_eq!(outcomes.len(), EVENTS, "every event acknowledged");
+    assert!(
+        outcomes
+            .values()
+            .all(|o| o == "applied" || o == "duplicate"),
+        "{outcomes:?}"
+    );
+    let expected = single_node_state().await;
+    for (i, node) in drill.nodes.iter().enumerate() {
+        if node.child.is_none() {
+            continue;
+        }
+        let got = state(node.port, auth, achievement).await;
+        assert_eq!(
+            got,
+            expected,
+            "node {} differs from a single node fed the same events\n{}",
+            i + 1,
+            drill.logs()
+        );
+    }
+}
+
+/// Which node holds which partitions, as `GET /v1/admin/cluster` says.
+async fn ownership(port: u16) -> BTreeMap<String, Vec<u64>> {
+    let c = client();
+    let m = format!("ManagementKey-v1 {KEY}");
+    let v = until_ok(&c, &[port], "GET", "/v1/admin/cluster", &m, None).await;
+    v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["nodeId"].as_str().expect("id").to_owned(),
+                n["partitions"]
+                    .as_array()
+                    .expect("partitions")
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until exactly `nodes` are live and hold all 32 partitions
+/// between them; returns how long that took.
+async fn wait_owned_by(port: u16, nodes: &[&str]) -> Duration {
+    let began = Instant::now();
+    loop {
+        let o = ownership(port).await;
+        let names: Vec<&str> = o.keys().map(String::as_str).collect();
+        let held: usize = o.values().map(Vec::len).sum();
+        if names == nodes && held == 32 && o.values().all(|p| !p.is_empty()) {
+            return began.elapsed();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(90),
+            "ownership did not settle on {nodes:?}: {o:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A counter of a node's `/metrics`.
+async fn metric(port: u16, name: &str) -> f64 {
+    let mut resp = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf-8");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn kill_9_of_an_engine_node_moves_its_partitions_and_loses_nothing() {
+    let _one = serial();
+    let mut drill = Drill::start(2).await;
+    let ports = drill.ports();
+    let (auth, achievement) = catalog(&ports).await;
+    let victim = 2;
+    let drill_ref = &mut drill;
+    let survivor = drill_ref.nodes[0].port;
+    wait_owned_by(survivor, &["node-1", "node-2", "node-3"]).await;
+    let outcomes = load(ports, &auth, achievement, |acked| async move {
+        until_acked(&acked, EVENTS / 4).await;
+        let before = metric(survivor, "achv_cluster_takeovers_total").await;
+        drill_ref.kill9(victim);
+        // Its partitions wait for their leases (2 s) and move.
+        let moved = wait_owned_by(survivor, &["node-1", "node-2"]).await;
+        eprintln!("kill -9 of a node: its partitions served elsewhere after {moved:?}");
+        assert!(metric(survivor, "achv_cluster_takeovers_total").await > before);
+        until_acked(&acked, EVENTS / 2).await;
+        drill_ref.start_node(victim);
+        drill_ref.wait_ready(victim).await;
+        wait_owned_by(survivor, &["node-1", "node-2", "node-3"]).await;
+    })
+    .await;
+    check(&drill, &outcomes, &auth, achievement).await;
+}
+
+#[actix_web::test]
+async fn kill_9_of_a_jetstream_server_loses_nothing() {
+    let _one = serial();
+    let mut drill = Drill::start(2).await;
+    let ports = drill.ports();
+    let (auth, achievement) = catalog(&ports).await;
+    let drill_ref = &mut drill;
+    let outcomes = load(ports, &auth, achievement, |acked| async move {
+        until_acked(&acked, EVENTS / 4).await;
+        drill_ref.nats.kill9(1);
+        until_acked(&acked, EVENTS * 3 / 4).await;
+        drill_ref.nats.restart(1);
+    })
+    .await;
+    check(&drill, &outcomes, &auth, achievement).await;
+}
+
+#[actix_web::test]
+async fn a_graceful_stop_hands_partitions_over_without_waiting_for_the_lease() {
+    let _one = serial();
+    // Leases of 60 s: a node lost without a hand-over would stall its
+    // partitions for a minute.
+    let mut drill = Drill::start(60).await;
+    let ports = drill.ports();
+    let (auth, achievement) = catalog(&ports).await;
+    let survivor = drill.nodes[0].port;
+    wait_owned_by(survivor, &["node-1", "node-2", "node-3"]).await;
+    let drill_ref = &mut drill;
+    let outcomes = load(ports, &auth, achievement, |acked| async move {
+        until_acked(&acked, EVENTS / 3).await;
+        let began = Instant::now();
+        let status = drill_ref.terminate(1).await;
+        assert!(status.success(), "a graceful stop exits 0: {status}");
+        let moved = began.elapsed() + wait_owned_by(survivor, &["node-1", "node-3"]).await;
+        eprintln!("graceful stop: partitions served elsewhere after {moved:?}");
+        assert!(
+            moved < Duration::from_secs(30),
+            "hand-over took {moved:?}, as long as waiting for the leases"
+        );
+    })
+    .await;
+    check(&drill, &outcomes, &auth, achievement).await;
+}
+
+#[actix_web::test]
+async fn a_full_cluster_restart_keeps_everything() {
+    let _one = serial();
+    let mut drill = Drill::start(2).await;
+    let ports = drill.ports();
+    let (auth, achievement) = catalog(&ports).await;
+    let outcomes = load(ports.clone(), &auth, achievement, |_| async {}).await;
+    let before = state(ports[0], &auth, achievement).await;
+    // Everything at once, with no chance to hand over or flush.
+    for i in 0..3 {
+        drill.kill9(i);
+    }
+    for i in 0..3 {
+        drill.nats.kill9(i);
+    }
+    for i in 0..3 {
+        drill.nats.restart(i);
+    }
+    for i in 0..3 {
+        drill.start_node(i);
+    }
+    for i in 0..3 {
+        drill.wait_ready(i).await;
+    }
+    assert_eq!(state(ports[2], &auth, achievement).await, before);
+    // Retried after the restart, every event is remembered: a duplicate.
+    let c = client();
+    for n in (0..EVENTS).step_by(37) {
+        let (customer, delta, id) = event(n);
+        let body = json!({"integrationId": customer, "achievementId": achievement,
+                          "delta": delta, "eventId": id});
+        let v = until_ok(&c, &ports, "POST", "/v1/progress_events", &auth, Some(body)).await;
+        assert_eq!(v["outcome"], "duplicate", "event {n} counted again: {v}");
+    }
+    check(&drill, &outcomes, &auth, achievement).await;
+}
