@@ -558,26 +558,26 @@ impl Inner {
         Ok(futures_util::future::join_all(waits).await)
     }
 
-    async fn progress(
+    /// Asks partition `p`'s owner; while none answers (the partition is
+    /// moving), asks again until the wait is over.
+    async fn read(
         &self,
         p: PartitionId,
-        query: wire::ProgressQuery,
-    ) -> Result<Vec<Vec<crate::domain::Iteration>>, EngineError> {
+        query: wire::Query,
+    ) -> Result<wire::ReadReply, EngineError> {
         let deadline = Instant::now() + self.config.wait;
         let payload = Bytes::from(query.encode());
         loop {
             let request = async_nats::Request::new()
                 .payload(payload.clone())
-                .timeout(Some(Duration::from_secs(2)));
+                .timeout(Some(Duration::from_secs(5)));
             match self.client.send_request(query_subject(p), request).await {
                 Ok(reply) => {
-                    return wire::decode_progress(&reply.payload).unwrap_or_else(|e| {
+                    return wire::decode_reply(&reply.payload).unwrap_or_else(|e| {
                         tracing::error!(error = %e, "an owner's reply cannot be read");
                         Err(EngineError::Internal("an owner's reply cannot be read"))
                     })
                 }
-                // No owner serves the partition now (it is moving), or it
-                // did not answer: ask again until the wait is over.
                 Err(e) => {
                     if Instant::now() + Duration::from_millis(100) >= deadline {
                         tracing::debug!(error = %e, partition = p.0, "no owner answered a read");
@@ -695,9 +695,35 @@ impl Remote for NodeRemote {
     ) -> Reply<Vec<Vec<crate::domain::Iteration>>> {
         let inner = self.0.clone();
         Box::pin(async move {
-            inner
-                .progress(p, wire::ProgressQuery::new(&customer, &achievements))
-                .await
+            match inner
+                .read(p, wire::Query::progress(&customer, &achievements))
+                .await?
+            {
+                wire::ReadReply::Progress(lists) => Ok(lists),
+                wire::ReadReply::Export(_) => {
+                    Err(EngineError::Internal("a read got another reply"))
+                }
+            }
+        })
+    }
+
+    fn export(
+        &self,
+        p: PartitionId,
+        application: crate::domain::ApplicationId,
+        achievement: crate::domain::AchievementId,
+    ) -> Reply<Vec<(crate::domain::CustomerId, Vec<crate::domain::Iteration>)>> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            match inner
+                .read(p, wire::Query::export(application, achievement))
+                .await?
+            {
+                wire::ReadReply::Export(rows) => Ok(rows),
+                wire::ReadReply::Progress(_) => {
+                    Err(EngineError::Internal("a read got another reply"))
+                }
+            }
         })
     }
 

@@ -539,19 +539,22 @@ async fn apply_batch(
 
 async fn answer_query(inner: &Arc<Inner>, p: PartitionId, q: async_nats::Message) {
     let Some(reply) = q.reply.clone() else { return };
-    let answer = match wire::ProgressQuery::decode(&q.payload) {
-        Ok((customer, achievements)) => {
-            inner
-                .engine
-                .local_progress(p, &customer, &achievements)
-                .await
-        }
+    let engine = &inner.engine;
+    let answer = match wire::Query::decode(&q.payload) {
+        Ok(wire::Read::Progress(customer, achievements)) => engine
+            .local_progress(p, &customer, &achievements)
+            .await
+            .map(wire::ReadReply::Progress),
+        Ok(wire::Read::Export(application, achievement)) => engine
+            .local_export(p, application, achievement)
+            .await
+            .map(wire::ReadReply::Export),
         Err(e) => {
             tracing::error!(error = %e, "a read cannot be read");
             Err(EngineError::Internal("a read cannot be read"))
         }
     };
-    let bytes = Bytes::from(wire::encode_progress(&answer));
+    let bytes = Bytes::from(wire::encode_reply(&answer));
     if let Err(e) = inner.client.publish(reply, bytes).await {
         tracing::debug!(error = %e, "cannot send a read's reply");
     }

@@ -1,7 +1,8 @@
 //! What nodes send each other besides log records: an owner's answer to a
 //! submitted record, and a read forwarded to an owner with its reply.
 //!
-//! Owns: the version 1 wire forms (bincode through `persist::codec`, with
+//! Owns: the version 1 wire forms (answers; reads: a customer's progress,
+//! a partition's export) (bincode through `persist::codec`, with
 //! the snapshot model's iterations and effects) and their conversions. An
 //! engine error crosses as its kind and message; what only the sending node
 //! can know (an internal failure's detail) stays in its log.
@@ -9,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AchievementId, CustomerId, EventResult, FieldError, Iteration, Outcome, Reason,
+    AchievementId, ApplicationId, CustomerId, EventResult, FieldError, Iteration, Outcome, Reason,
 };
 use crate::engine::remote::Answer;
 use crate::engine::EngineError;
@@ -38,14 +39,35 @@ enum AnswerV1 {
 
 /// A read asked of a partition's owner.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ProgressQuery {
-    pub customer: String,
-    pub achievements: Vec<u64>,
+pub enum Query {
+    /// A customer's iterations in some achievements.
+    Progress {
+        customer: String,
+        achievements: Vec<u64>,
+    },
+    /// Every customer's iterations in an achievement (the partition's part
+    /// of an export).
+    Export { application: u64, achievement: u64 },
+}
+
+/// A read as the owner runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    Progress(CustomerId, Vec<AchievementId>),
+    Export(ApplicationId, AchievementId),
+}
+
+/// An owner's reply to a read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadReply {
+    Progress(Vec<Vec<Iteration>>),
+    Export(Vec<(CustomerId, Vec<Iteration>)>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-enum ProgressReplyV1 {
-    Ok(Vec<Vec<IterationV1>>),
+enum ReplyV1 {
+    Progress(Vec<Vec<IterationV1>>),
+    Export(Vec<(String, Vec<IterationV1>)>),
     Error(ErrorV1),
 }
 
@@ -156,11 +178,28 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Result<Answer, EngineError>, WireEr
     })
 }
 
-impl ProgressQuery {
-    pub fn new(customer: &CustomerId, achievements: &[AchievementId]) -> ProgressQuery {
-        ProgressQuery {
+fn customer(raw: &str) -> Result<CustomerId, WireError> {
+    CustomerId::parse(raw, "/integrationId").map_err(|e| WireError(e.to_string()))
+}
+
+fn iterations(list: &[IterationV1]) -> Result<Vec<Iteration>, WireError> {
+    list.iter()
+        .map(|i| i.to_iteration().map_err(|e| WireError(e.to_string())))
+        .collect()
+}
+
+impl Query {
+    pub fn progress(customer: &CustomerId, achievements: &[AchievementId]) -> Query {
+        Query::Progress {
             customer: customer.as_str().to_owned(),
             achievements: achievements.iter().map(|a| a.0).collect(),
+        }
+    }
+
+    pub fn export(application: ApplicationId, achievement: AchievementId) -> Query {
+        Query::Export {
+            application: application.0,
+            achievement: achievement.0,
         }
     }
 
@@ -168,42 +207,52 @@ impl ProgressQuery {
         encode(self)
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<(CustomerId, Vec<AchievementId>), WireError> {
-        let q: ProgressQuery = decode(bytes)?;
-        let customer = CustomerId::parse(&q.customer, "/integrationId")
-            .map_err(|e| WireError(e.to_string()))?;
-        Ok((
-            customer,
-            q.achievements.into_iter().map(AchievementId).collect(),
-        ))
+    pub fn decode(bytes: &[u8]) -> Result<Read, WireError> {
+        Ok(match decode::<Query>(bytes)? {
+            Query::Progress {
+                customer: c,
+                achievements,
+            } => Read::Progress(
+                customer(&c)?,
+                achievements.into_iter().map(AchievementId).collect(),
+            ),
+            Query::Export {
+                application,
+                achievement,
+            } => Read::Export(ApplicationId(application), AchievementId(achievement)),
+        })
     }
 }
 
-pub fn encode_progress(reply: &Result<Vec<Vec<Iteration>>, EngineError>) -> Vec<u8> {
+pub fn encode_reply(reply: &Result<ReadReply, EngineError>) -> Vec<u8> {
+    let list = |l: &[Iteration]| l.iter().map(IterationV1::from).collect::<Vec<_>>();
     encode(&match reply {
-        Ok(lists) => ProgressReplyV1::Ok(
-            lists
-                .iter()
-                .map(|l| l.iter().map(IterationV1::from).collect())
+        Ok(ReadReply::Progress(lists)) => {
+            ReplyV1::Progress(lists.iter().map(|l| list(l)).collect())
+        }
+        Ok(ReadReply::Export(rows)) => ReplyV1::Export(
+            rows.iter()
+                .map(|(c, its)| (c.as_str().to_owned(), list(its)))
                 .collect(),
         ),
-        Err(e) => ProgressReplyV1::Error(error_to(e)),
+        Err(e) => ReplyV1::Error(error_to(e)),
     })
 }
 
-pub fn decode_progress(
-    bytes: &[u8],
-) -> Result<Result<Vec<Vec<Iteration>>, EngineError>, WireError> {
-    Ok(match decode::<ProgressReplyV1>(bytes)? {
-        ProgressReplyV1::Ok(lists) => Ok(lists
-            .iter()
-            .map(|l| {
-                l.iter()
-                    .map(|i| i.to_iteration().map_err(|e| WireError(e.to_string())))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<_, _>>()?),
-        ProgressReplyV1::Error(e) => Err(error_from(e)),
+pub fn decode_reply(bytes: &[u8]) -> Result<Result<ReadReply, EngineError>, WireError> {
+    Ok(match decode::<ReplyV1>(bytes)? {
+        ReplyV1::Progress(lists) => Ok(ReadReply::Progress(
+            lists
+                .iter()
+                .map(|l| iterations(l))
+                .collect::<Result<_, _>>()?,
+        )),
+        ReplyV1::Export(rows) => Ok(ReadReply::Export(
+            rows.iter()
+                .map(|(c, its)| Ok((customer(c)?, iterations(its)?)))
+                .collect::<Result<_, WireError>>()?,
+        )),
+        ReplyV1::Error(e) => Err(error_from(e)),
     })
 }
 
@@ -254,16 +303,21 @@ mod tests {
             completion: Some(at),
         };
         let lists = vec![vec![iteration.clone()], vec![]];
-        let back = decode_progress(&encode_progress(&Ok(lists.clone()))).unwrap();
-        assert_eq!(back.unwrap(), lists);
-        let q = ProgressQuery::new(
-            &CustomerId::parse("c-1", "/x").unwrap(),
-            &[AchievementId(4), AchievementId(5)],
-        );
-        let (c, a) = ProgressQuery::decode(&q.encode()).unwrap();
+        let back = decode_reply(&encode_reply(&Ok(ReadReply::Progress(lists.clone())))).unwrap();
+        assert_eq!(back.unwrap(), ReadReply::Progress(lists));
+        let c1 = CustomerId::parse("c-1", "/x").unwrap();
+        let rows = vec![(c1.clone(), vec![iteration])];
+        let back = decode_reply(&encode_reply(&Ok(ReadReply::Export(rows.clone())))).unwrap();
+        assert_eq!(back.unwrap(), ReadReply::Export(rows));
+        let q = Query::progress(&c1, &[AchievementId(4), AchievementId(5)]);
         assert_eq!(
-            (c.as_str(), a),
-            ("c-1", vec![AchievementId(4), AchievementId(5)])
+            Query::decode(&q.encode()).unwrap(),
+            Read::Progress(c1, vec![AchievementId(4), AchievementId(5)])
+        );
+        let q = Query::export(ApplicationId(1), AchievementId(4));
+        assert_eq!(
+            Query::decode(&q.encode()).unwrap(),
+            Read::Export(ApplicationId(1), AchievementId(4))
         );
         assert!(decode_answer(b"\xff\xff").is_err());
     }

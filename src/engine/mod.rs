@@ -621,6 +621,7 @@ impl Engine {
         let sends = self.shards.iter().map(|s| {
             s.send(ExportKeys {
                 achievement: entry.achievement.id,
+                partition: None,
             })
         });
         futures_util::future::join_all(sends)
@@ -628,6 +629,48 @@ impl Engine {
             .into_iter()
             .map(|r| r.map_err(shard_gone))
             .collect()
+    }
+
+    /// Every customer's iterations in an achievement within one partition,
+    /// sorted by customer (a cluster's export goes partition by partition,
+    /// each answered by its owner).
+    pub async fn export_partition(
+        &self,
+        p: PartitionId,
+        entry: &AchievementEntry,
+    ) -> Result<Vec<(CustomerId, Vec<Iteration>)>, EngineError> {
+        if let Some(remote) = self.shared.remote() {
+            return remote
+                .export(p, entry.application_id, entry.achievement.id)
+                .await;
+        }
+        self.local_export(p, entry.application_id, entry.achievement.id)
+            .await
+    }
+
+    /// [`Engine::export_partition`] as this node holds the partition.
+    pub async fn local_export(
+        &self,
+        p: PartitionId,
+        application: ApplicationId,
+        achievement: AchievementId,
+    ) -> Result<Vec<(CustomerId, Vec<Iteration>)>, EngineError> {
+        let shard = &self.shards[self.shard_of(p)];
+        let customers = shard
+            .send(ExportKeys {
+                achievement,
+                partition: Some(p),
+            })
+            .await
+            .map_err(shard_gone)?;
+        shard
+            .send(ExportRows {
+                application,
+                achievement,
+                customers,
+            })
+            .await
+            .map_err(shard_gone)
     }
 
     /// The iterations of some customers of one shard (from `export_keys`).

@@ -4,8 +4,8 @@
 //! was.
 //!
 //! Owns: `Remote` (submit records to their partitions' logs and wait for
-//! the owners' answers, ask an owner for a customer's progress, record an
-//! expiry, follow and append the catalog) and the values crossing it
+//! the owners' answers, ask an owner for a customer's progress or a
+//! partition's export, record an expiry, follow and append the catalog) and the values crossing it
 //! (`Answer`, `Applied`).
 //!
 //! With a remote attached, the facade's writes build records instead of
@@ -21,7 +21,7 @@ use std::pin::Pin;
 use super::catalog::CatalogRecord;
 use super::error::EngineError;
 use super::log::{Expiry, PartitionId, Position, Record};
-use crate::domain::{AchievementId, CustomerId, EventResult, Iteration};
+use crate::domain::{AchievementId, ApplicationId, CustomerId, EventResult, Iteration};
 
 /// A remote call's pending answer.
 pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send>>;
@@ -65,6 +65,15 @@ pub trait Remote: Send + Sync {
         customer: CustomerId,
         achievements: Vec<AchievementId>,
     ) -> Reply<Vec<Vec<Iteration>>>;
+
+    /// Every customer's iterations in an achievement within partition
+    /// `p`, asked of its owner (sorted by customer, as of now).
+    fn export(
+        &self,
+        p: PartitionId,
+        application: ApplicationId,
+        achievement: AchievementId,
+    ) -> Reply<Vec<(CustomerId, Vec<Iteration>)>>;
 
     /// Records that time passed the end of some pairs' iterations; the
     /// owner applies it when it reads it back from the log.

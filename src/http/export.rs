@@ -1,6 +1,7 @@
 //! The CSV export of an achievement: one row per iteration (current and
 //! history) of every customer, streamed a chunk of customers at a time so an
-//! export of millions of rows is never built in memory at once.
+//! export of millions of rows is never built in memory at once. In a
+//! cluster a chunk is one partition, asked of its owner.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use futures_util::Stream;
 use super::error::ApiError;
 use super::json::fmt_time;
 use crate::domain::{CustomerId, Iteration};
-use crate::engine::{AchievementEntry, Engine};
+use crate::engine::log::PartitionId;
+use crate::engine::{AchievementEntry, Engine, EngineError};
 
 /// The header row.
 pub const HEADER: &str =
@@ -53,10 +55,49 @@ fn rows(out: &mut String, entry: &AchievementEntry, customer: &CustomerId, its: 
 struct Cursor {
     engine: Engine,
     entry: Arc<AchievementEntry>,
+    /// Single node: the customers per shard, read a chunk at a time.
     keys: Vec<Vec<CustomerId>>,
     shard: usize,
     offset: usize,
+    /// Cluster: the next partition, each read whole from its owner.
+    partition: Option<u32>,
     header_sent: bool,
+}
+
+impl Cursor {
+    /// The next chunk of rows; `None` at the end.
+    async fn next_rows(
+        &mut self,
+    ) -> Option<Result<Vec<(CustomerId, Vec<Iteration>)>, EngineError>> {
+        if let Some(p) = self.partition {
+            if p >= self.engine.partitions() {
+                return None;
+            }
+            self.partition = Some(p + 1);
+            return Some(
+                self.engine
+                    .export_partition(PartitionId(p), &self.entry)
+                    .await,
+            );
+        }
+        loop {
+            let shard_keys = self.keys.get(self.shard)?;
+            if self.offset < shard_keys.len() {
+                break;
+            }
+            self.shard += 1;
+            self.offset = 0;
+        }
+        let shard_keys = &self.keys[self.shard];
+        let end = (self.offset + CHUNK).min(shard_keys.len());
+        let customers = shard_keys[self.offset..end].to_vec();
+        self.offset = end;
+        Some(
+            self.engine
+                .export_rows(self.shard, &self.entry, customers)
+                .await,
+        )
+    }
 }
 
 /// The export as a stream of CSV chunks.
@@ -64,13 +105,19 @@ pub async fn csv_stream(
     engine: Engine,
     entry: Arc<AchievementEntry>,
 ) -> Result<impl Stream<Item = Result<Bytes, actix_web::Error>>, ApiError> {
-    let keys = engine.export_keys(&entry).await?;
+    let clustered = engine.shared().remote().is_some();
+    let keys = if clustered {
+        Vec::new()
+    } else {
+        engine.export_keys(&entry).await?
+    };
     let cursor = Cursor {
         engine,
         entry,
         keys,
         shard: 0,
         offset: 0,
+        partition: clustered.then_some(0),
         header_sent: false,
     };
     Ok(futures_util::stream::unfold(cursor, |mut c| async move {
@@ -79,16 +126,7 @@ pub async fn csv_stream(
             return Some((Ok(Bytes::from_static(HEADER.as_bytes())), c));
         }
         loop {
-            let shard_keys = c.keys.get(c.shard)?;
-            if c.offset >= shard_keys.len() {
-                c.shard += 1;
-                c.offset = 0;
-                continue;
-            }
-            let end = (c.offset + CHUNK).min(shard_keys.len());
-            let customers = shard_keys[c.offset..end].to_vec();
-            c.offset = end;
-            let chunk = match c.engine.export_rows(c.shard, &c.entry, customers).await {
+            let chunk = match c.next_rows().await? {
                 Ok(found) => found,
                 Err(e) => {
                     tracing::error!(error = %e, "export stopped");

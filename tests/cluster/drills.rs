@@ -397,7 +397,7 @@ async fn state(port: u16, auth: &str, achievement: u64) -> BTreeMap<String, Vec<
 }
 
 /// The same events, per customer in the same order, into a single node.
-async fn single_node_state() -> BTreeMap<String, Vec<(String, String)>> {
+async fn single_node_state() -> (BTreeMap<String, Vec<(String, String)>>, Vec<Vec<String>>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = EngineNode {
         child: None,
@@ -428,9 +428,36 @@ async fn single_node_state() -> BTreeMap<String, Vec<(String, String)>> {
         until_ok(&c, &ports, "POST", "/v1/progress_events", &auth, Some(body)).await;
     }
     let s = state(node.port, &auth, achievement).await;
+    let e = export(node.port, achievement).await;
     let _ = child.kill();
     let _ = child.wait();
-    s
+    (s, e)
+}
+
+/// The achievement's CSV export as (customer, target, progress, status)
+/// rows, sorted (dates differ between runs).
+async fn export(port: u16, achievement: u64) -> Vec<Vec<String>> {
+    // Fresh data: application 1, campaign 3 (ids count up from 1).
+    let path = format!("/v1/applications/1/campaigns/3/achievements/{achievement}/export");
+    let mut resp = client()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .insert_header(("Authorization", format!("ManagementKey-v1 {KEY}")))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    let body = resp.body().limit(8 << 20).await.expect("body");
+    let mut rows: Vec<Vec<String>> = String::from_utf8(body.to_vec())
+        .expect("utf-8")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            [0, 2, 3, 4].iter().map(|i| cells[*i].to_owned()).collect()
+        })
+        .collect();
+    rows.sort();
+    rows
 }
 
 /// Every event acknowledged once as applied (a retry may be told
@@ -444,7 +471,11 @@ async fn check(drill: &Drill, outcomes: &BTreeMap<usize, String>, auth: &str, ac
             .all(|o| o == "applied" || o == "duplicate"),
         "{outcomes:?}"
     );
-    let expected = single_node_state().await;
+    let (expected, expected_export) = single_node_state().await;
+    assert!(
+        expected_export.len() > CUSTOMERS,
+        "completions make rows of their own"
+    );
     for (i, node) in drill.nodes.iter().enumerate() {
         if node.child.is_none() {
             continue;
@@ -456,6 +487,12 @@ async fn check(drill: &Drill, outcomes: &BTreeMap<usize, String>, auth: &str, ac
             "node {} differs from a single node fed the same events\n{}",
             i + 1,
             drill.logs()
+        );
+        assert_eq!(
+            export(node.port, achievement).await,
+            expected_export,
+            "node {}'s export differs from a single node's",
+            i + 1
         );
     }
 }

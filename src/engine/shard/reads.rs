@@ -51,6 +51,9 @@ impl Handler<ReadCustomer> for Shard {
 /// The customers of this shard with progress in an achievement, sorted.
 pub struct ExportKeys {
     pub achievement: AchievementId,
+    /// Only this partition's customers (a cluster's owner answers per
+    /// partition); every partition of the shard when `None`.
+    pub partition: Option<PartitionId>,
 }
 
 impl Message for ExportKeys {
@@ -64,7 +67,9 @@ impl Handler<ExportKeys> for Shard {
         let mut keys: Vec<CustomerId> = self
             .partitions
             .iter()
-            .flatten()
+            .enumerate()
+            .filter(|(i, _)| msg.partition.is_none_or(|p| p.0 as usize == *i))
+            .filter_map(|(_, part)| part.as_ref())
             .flat_map(|part| part.pairs.iter())
             .filter(|(k, s)| {
                 k.achievement == msg.achievement && s.cell.tracker.borrow().has_progress()
