@@ -13,6 +13,7 @@
 //! single-node mode is unchanged.
 
 pub mod catalog;
+pub mod feed;
 pub mod leases;
 pub mod node;
 pub mod owner;

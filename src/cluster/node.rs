@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::feed::{follow_feed, FeedPublisher};
 use super::leases::{Leases, Nodes};
 use super::owner::{Ownership, OwnershipView};
 use super::snapshots::SnapshotStore;
@@ -37,6 +38,7 @@ use crate::engine::catalog::CatalogRecord;
 use crate::engine::log::{ChangeOp, Expiry, PartitionId, Position, Record};
 use crate::engine::remote::{Answer, Remote, Reply};
 use crate::engine::{Engine, EngineError};
+use crate::feed::{Feed, FeedWriter};
 use crate::persist::model::{
     decode_catalog_record, encode_catalog_record, encode_partition_record,
 };
@@ -57,6 +59,8 @@ pub struct ClusterConfig {
     pub wait: Duration,
     /// How often an owner writes a partition's snapshot (if it changed).
     pub snapshot_every: Duration,
+    /// How long the feed stream keeps entries.
+    pub feed_retention: Duration,
 }
 
 const META_BUCKET: &str = "ACHV_META";
@@ -114,12 +118,18 @@ impl Node {
     /// partition count, follows the catalog to its end, attaches itself to
     /// `engine` and starts taking partitions. Must run on a Tokio runtime
     /// that keeps running (the node's tasks live there).
-    pub async fn start(config: ClusterConfig, engine: Engine) -> Result<Node, ClusterError> {
+    pub async fn start(
+        config: ClusterConfig,
+        engine: Engine,
+        feed: Arc<Feed>,
+        writer: Arc<FeedWriter>,
+    ) -> Result<Node, ClusterError> {
         let layout = StreamLayout::new(config.partitions);
         let log = connect(&config.urls, layout, config.replicas).await?;
         let js = log.jetstream().clone();
         let (leases, nodes, snapshots) = retrying(|| async {
             check_partitions(&js, config.partitions, config.replicas).await?;
+            super::feed::create_stream(&js, config.feed_retention, config.replicas).await?;
             Ok((
                 Leases::open(&js, config.lease, config.replicas).await?,
                 Nodes::open(&js, config.lease, config.replicas).await?,
@@ -155,6 +165,11 @@ impl Node {
         tokio::spawn(dispatch_answers(inner.clone(), answers));
         tokio::spawn(follow_catalog(inner.clone()));
         retrying(|| inner.catalog_sync()).await?;
+        // Owners publish what their records make; every node keeps the feed.
+        engine
+            .attach_feed(FeedPublisher::start(js.clone()))
+            .map_err(|e| js_error("engine", e))?;
+        tokio::spawn(follow_feed(js.clone(), feed, writer));
         engine
             .attach_remote(Arc::new(NodeRemote(inner.clone())))
             .map_err(|e| ClusterError::JetStream {
@@ -168,15 +183,15 @@ impl Node {
     /// The management key all nodes share: the one given, else the one the
     /// cluster holds, else `generated` (stored for the others).
     pub async fn management_key(
-        urls: &str,
+        config: &ClusterConfig,
         given: Option<&str>,
         generated: String,
-        replicas: usize,
     ) -> Result<String, ClusterError> {
         if let Some(key) = given {
             return Ok(key.to_owned());
         }
-        let log = connect(urls, StreamLayout::new(1), replicas).await?;
+        let replicas = config.replicas;
+        let log = connect(&config.urls, StreamLayout::new(config.partitions), replicas).await?;
         retrying(|| async {
             let kv = meta(log.jetstream(), replicas).await?;
             let _ = kv

@@ -40,6 +40,8 @@ use crate::persist::model::decode_shard_record;
 
 /// Records applied per engine call.
 const BATCH: usize = 512;
+/// How often an idle partition checks that its consumer still follows.
+const STALL_CHECK: Duration = Duration::from_secs(5);
 
 struct Held {
     lease: Lease,
@@ -128,7 +130,10 @@ impl Ownership {
 
 /// The ownership loop; ends when the node leaves.
 pub(super) async fn run(inner: Arc<Inner>) {
-    let tick = (inner.config.lease / 3).max(Duration::from_millis(300));
+    // Leases are renewed every third of their length; free partitions are
+    // looked for every second (a node that left hands its partitions over
+    // at once, and they should not wait for a long lease's tick).
+    let tick = (inner.config.lease / 3).clamp(Duration::from_millis(300), Duration::from_secs(1));
     while !inner.ownership.leaving.load(Ordering::Acquire) {
         if let Err(e) = step(&inner).await {
             tracing::warn!(error = %e, "ownership step failed; trying again");
@@ -182,6 +187,9 @@ async fn renew(inner: &Arc<Inner>) {
         if finished {
             // Its task failed (logged): let go, and take it again afresh.
             drop_partition(inner, p, true).await;
+            continue;
+        }
+        if renewed.elapsed() < inner.config.lease / 3 {
             continue;
         }
         match inner.leases.renew(&lease).await {
@@ -272,6 +280,9 @@ async fn write_snapshot(
     lease: &Lease,
     next: Position,
 ) -> Result<(), ClusterError> {
+    // What the records below `next` made must be in the feed stream before
+    // a snapshot lets a takeover skip them.
+    inner.engine.feed_barrier().await;
     let blob = snapshot_partition(&inner.engine, lease.partition).await?;
     match inner
         .snapshots
@@ -347,6 +358,8 @@ async fn serve(
     let mut queries = None;
     let mut last_snapshot = Instant::now();
     let mut changed = false;
+    let mut watchdog = tokio::time::interval(STALL_CHECK);
+    let mut applied_since_check = true;
     loop {
         // Caught up: every record stored when the takeover began is
         // applied (positions start at 1; 0 is an empty log).
@@ -389,6 +402,19 @@ async fn serve(
                 }
                 next = apply_batch(&inner, p, batch, next).await?;
                 changed = true;
+                applied_since_check = true;
+            }
+            _ = watchdog.tick() => {
+                // A consumer created while its stream was still electing a
+                // leader can stay silent: if the log holds records this
+                // task has not seen, follow it again from where it is.
+                if !std::mem::take(&mut applied_since_check) {
+                    let last = inner.log.last_position(p).await?;
+                    if last.0 > 0 && last.0 >= next.0 {
+                        tracing::warn!(partition = p.0, next = next.0, last = last.0, "the partition's consumer stalled; following again");
+                        records = inner.log.tail_partition(p, next).await?;
+                    }
+                }
             }
             q = next_query(&mut queries) => {
                 if let Some(q) = q {

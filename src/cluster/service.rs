@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::node::{set_runtime, ClusterConfig, Node};
 use crate::engine::Engine;
+use crate::feed::{Feed, FeedWriter};
 
 /// How long joining may take before the server gives up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -30,9 +31,12 @@ impl Service {
     /// `candidate`, which then becomes the cluster's). Joining starts with
     /// `begin` and goes on in the background; `joined` is told how it
     /// ended (the engine is ready once it succeeded).
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         config: ClusterConfig,
         engine: Engine,
+        feed: Arc<Feed>,
+        writer: Arc<FeedWriter>,
         given: Option<String>,
         candidate: String,
         joined: impl FnOnce(Result<(), String>) + Send + 'static,
@@ -58,14 +62,9 @@ impl Service {
                 };
                 set_runtime(runtime.handle().clone());
                 runtime.block_on(async move {
-                    let key = Node::management_key(
-                        &config.urls,
-                        given.as_deref(),
-                        candidate,
-                        config.replicas,
-                    )
-                    .await
-                    .map_err(|e| e.to_string());
+                    let key = Node::management_key(&config, given.as_deref(), candidate)
+                        .await
+                        .map_err(|e| e.to_string());
                     let failed = key.is_err();
                     let _ = key_tx.send(key);
                     if failed {
@@ -77,9 +76,11 @@ impl Service {
                     if config.node_id.is_empty() {
                         config.node_id = config.address.clone();
                     }
-                    let started =
-                        tokio::time::timeout(JOIN_TIMEOUT, Node::start(config, engine.clone()))
-                            .await;
+                    let started = tokio::time::timeout(
+                        JOIN_TIMEOUT,
+                        Node::start(config, engine.clone(), feed, writer),
+                    )
+                    .await;
                     let node = match started {
                         Ok(Ok(node)) => node,
                         Ok(Err(e)) => return joined(Err(e.to_string())),

@@ -128,18 +128,41 @@ impl JetStreamLog {
         let mut all = layout.streams();
         all.push((CATALOG_STREAM.into(), vec![CATALOG_SUBJECT.into()]));
         for (name, subjects) in all {
-            log.js
-                .get_or_create_stream(stream::Config {
-                    name,
-                    subjects,
-                    num_replicas: replicas.max(1),
-                    duplicate_window: DUPLICATE_WINDOW,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
+            let config = stream::Config {
+                name,
+                subjects,
+                num_replicas: replicas.max(1),
+                duplicate_window: DUPLICATE_WINDOW,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            };
+            let mut existing = log
+                .js
+                .get_or_create_stream(config.clone())
                 .await
                 .map_err(|e| e.to_string())
                 .map_err(js_error("stream creation"))?;
+            // A stream made for another layout captures other subjects: a
+            // record sent to a subject no stream captures is lost.
+            let info = existing
+                .info()
+                .await
+                .map_err(|e| e.to_string())
+                .map_err(js_error("stream info"))?;
+            let mut have = info.config.subjects.clone();
+            let mut want = config.subjects.clone();
+            have.sort();
+            want.sort();
+            if have != want {
+                log.js
+                    .update_stream(stream::Config {
+                        num_replicas: info.config.num_replicas,
+                        ..config
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map_err(js_error("stream update"))?;
+            }
         }
         Ok(log)
     }

@@ -175,7 +175,7 @@ pub struct Feed {
 }
 
 /// Decodes a stored record.
-pub(super) fn decode(bytes: &[u8]) -> Result<FeedRecordV1, String> {
+pub fn decode(bytes: &[u8]) -> Result<FeedRecordV1, String> {
     match bytes {
         [FEED_VERSION, rest @ ..] => codec::decode(rest).map_err(|e| e.to_string()),
         [v, ..] => Err(format!("feed record version {v} is not supported")),
@@ -183,7 +183,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<FeedRecordV1, String> {
     }
 }
 
-pub(super) fn encode(record: &FeedRecordV1) -> Result<Vec<u8>, String> {
+pub fn encode(record: &FeedRecordV1) -> Result<Vec<u8>, String> {
     codec::encode_after(&[FEED_VERSION], record).map_err(|e| e.to_string())
 }
 
@@ -319,6 +319,19 @@ impl Feed {
             .collect();
         all.sort_by_key(|s| s.seq);
         all
+    }
+
+    /// Makes an empty feed start after `seq` (a cluster node's new replica
+    /// of a feed whose older entries are no longer kept): cursors before it
+    /// are gone. Nothing changes once the feed holds anything.
+    pub fn start_after(&self, seq: u64) {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if st.head == 0 && seq > 0 {
+            st.head = seq;
+            st.trimmed_through = seq;
+            drop(st);
+            self.head_tx.send_replace(seq);
+        }
     }
 
     /// The last sequence number stored.

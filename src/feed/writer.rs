@@ -29,27 +29,45 @@ const GROUP: usize = 4096;
 
 /// The engine's sink: a queue to the writer thread.
 pub struct FeedWriter {
-    tx: Mutex<mpsc::Sender<(u64, FeedMessage)>>,
+    tx: Mutex<mpsc::Sender<Queued>>,
     feed: Arc<Feed>,
     log: Arc<OnceLock<Arc<dyn Log>>>,
 }
 
+/// A message as queued: when it was sent, and the sequence number its
+/// first entry takes (a cluster's replica of the feed numbers entries as
+/// the cluster's feed stream does).
+type Queued = (u64, Option<u64>, FeedMessage);
+
 impl FeedSink for FeedWriter {
     fn send(&self, message: FeedMessage) {
+        self.queue(None, message);
+    }
+
+    fn log_attached(&self, log: Arc<dyn Log>) {
+        let _ = self.log.set(log);
+    }
+}
+
+impl FeedWriter {
+    /// Stores a message read from a cluster's feed stream at `seq`: its
+    /// entries take `seq` on (the same numbers on every node), unless the
+    /// feed holds them already.
+    pub fn send_numbered(&self, seq: u64, message: FeedMessage) {
+        self.queue(Some(seq), message);
+    }
+
+    fn queue(&self, seq: Option<u64>, message: FeedMessage) {
         let now_ms = unix_ms();
         let stats = &self.feed.stats;
         if stats.queued.fetch_add(1, Ordering::AcqRel) == 0 {
             stats.oldest_queued_ms.store(now_ms, Ordering::Release);
         }
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        if tx.send((now_ms, message)).is_err() {
+        if tx.send((now_ms, seq, message)).is_err() {
             stats.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::error!("the feed writer has stopped; an entry was not stored");
         }
-    }
-
-    fn log_attached(&self, log: Arc<dyn Log>) {
-        let _ = self.log.set(log);
     }
 }
 
@@ -76,7 +94,7 @@ impl FeedWriter {
     }
 }
 
-fn run(feed: Arc<Feed>, log: Arc<OnceLock<Arc<dyn Log>>>, rx: mpsc::Receiver<(u64, FeedMessage)>) {
+fn run(feed: Arc<Feed>, log: Arc<OnceLock<Arc<dyn Log>>>, rx: mpsc::Receiver<Queued>) {
     // Retention is applied every minute, by the wall clock or the feed's own
     // (a manual clock in tests moves days at once).
     let mut last_trim = (Instant::now(), feed.clock.now());
@@ -86,10 +104,11 @@ fn run(feed: Arc<Feed>, log: Arc<OnceLock<Arc<dyn Log>>>, rx: mpsc::Receiver<(u6
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut group: Vec<FeedMessage> = first.into_iter().map(|(_, m)| m).collect();
+        let mut group: Vec<(Option<u64>, FeedMessage)> =
+            first.into_iter().map(|(_, seq, m)| (seq, m)).collect();
         while group.len() < GROUP {
             match rx.try_recv() {
-                Ok((_, m)) => group.push(m),
+                Ok((_, seq, m)) => group.push((seq, m)),
                 Err(_) => break,
             }
         }
@@ -111,11 +130,11 @@ fn run(feed: Arc<Feed>, log: Arc<OnceLock<Arc<dyn Log>>>, rx: mpsc::Receiver<(u6
 
 /// Stores one group: waits for the records' durability, drops what the
 /// feed has, writes the rest with one fsync, then shows them.
-fn handle(feed: &Feed, log: Option<&dyn Log>, group: Vec<FeedMessage>) {
+fn handle(feed: &Feed, log: Option<&dyn Log>, group: Vec<(Option<u64>, FeedMessage)>) {
     // The furthest position of each partition the group needs durable.
     let mut upto: HashMap<PartitionId, Position> = HashMap::new();
     let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
-    for m in &group {
+    for (_, m) in &group {
         match m {
             FeedMessage::Entries(list) => {
                 for e in list {
@@ -166,7 +185,10 @@ fn handle(feed: &Feed, log: Option<&dyn Log>, group: Vec<FeedMessage>) {
         taken.insert(p, (position, index));
         true
     };
-    for m in group {
+    for (seq, m) in group {
+        if let Some(seq) = seq {
+            next = next.max(seq);
+        }
         match m {
             FeedMessage::Entries(list) => {
                 for e in list {

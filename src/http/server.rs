@@ -89,6 +89,19 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
     let workers = settings.worker_count();
     let engine = Engine::start(config, Catalog::default());
     engine.set_ready(false);
+    // The feed hears every change from the restore's replay on.
+    let feed = Feed::open(
+        &settings.data_dir.join(FEED_DIR),
+        chrono::Duration::seconds(i64::try_from(settings.feed_retention_secs).unwrap_or(i64::MAX)),
+        engine.clock().clone(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the achievement event feed in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let writer = FeedWriter::start(feed.clone()).context("cannot start the feed writer")?;
     let (done, restored) = tokio::sync::oneshot::channel();
     let mut done = Some(done);
     let (management_key, cluster) = match &settings.cluster {
@@ -104,6 +117,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
                     replicas: usize::from(settings.replicas),
                     lease: Duration::from_secs(settings.lease_secs),
                     wait: Duration::from_millis(settings.request_timeout_ms),
+                    feed_retention: Duration::from_secs(settings.feed_retention_secs),
                     snapshot_every: Duration::from_secs(if settings.snapshot_interval > 0 {
                         settings.snapshot_interval
                     } else {
@@ -111,6 +125,8 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
                     }),
                 },
                 engine.clone(),
+                feed.clone(),
+                writer.clone(),
                 settings.management_key.clone(),
                 management_key,
                 move |joined| {
@@ -140,21 +156,11 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
             "generated a management key and stored it (mode 0600)"
         );
     }
-    // The feed hears every change from the restore's replay on.
-    let feed = Feed::open(
-        &settings.data_dir.join(FEED_DIR),
-        chrono::Duration::seconds(i64::try_from(settings.feed_retention_secs).unwrap_or(i64::MAX)),
-        engine.clock().clone(),
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the achievement event feed in {}",
-            settings.data_dir.display()
-        )
-    })?;
+    // A single node's feed hears its engine; a cluster node's follows the
+    // cluster's feed stream (and its engine publishes to it).
     if cluster.is_none() {
         engine
-            .attach_feed(FeedWriter::start(feed.clone()).context("cannot start the feed writer")?)
+            .attach_feed(writer)
             .context("cannot attach the feed")?;
     }
     // Deliveries start at once: what the feed holds is durable already.
@@ -282,15 +288,26 @@ impl Running {
                 on_failure.stop(false).await;
             }
         });
+        let cluster = self.cluster.clone();
         actix_web::rt::spawn(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down: draining requests, then a final snapshot");
+            if let Some(cluster) = cluster {
+                // Partitions first, while this node still serves: requests
+                // it accepted meanwhile are answered by the new owners.
+                tracing::info!(
+                    "shutting down: handing the partitions over, then draining requests"
+                );
+                cluster.leave().await;
+            } else {
+                tracing::info!("shutting down: draining requests, then a final snapshot");
+            }
             handle.stop(true).await;
         });
         self.server.await?;
         self.stopping.store(true, Ordering::Relaxed);
         if let Some(cluster) = &self.cluster {
-            tracing::info!("handing the partitions over to the other nodes");
+            // Also after a failed join or an early stop (nothing to hand
+            // over then).
             cluster.leave().await;
         }
         if let Ok(e) = failed_rx.await {

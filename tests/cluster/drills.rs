@@ -397,7 +397,12 @@ async fn state(port: u16, auth: &str, achievement: u64) -> BTreeMap<String, Vec<
 }
 
 /// The same events, per customer in the same order, into a single node.
-async fn single_node_state() -> (BTreeMap<String, Vec<(String, String)>>, Vec<Vec<String>>) {
+#[allow(clippy::type_complexity)]
+async fn single_node_state() -> (
+    BTreeMap<String, Vec<(String, String)>>,
+    Vec<Vec<String>>,
+    Vec<(String, String, String)>,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = EngineNode {
         child: None,
@@ -429,9 +434,19 @@ async fn single_node_state() -> (BTreeMap<String, Vec<(String, String)>>, Vec<Ve
     }
     let s = state(node.port, &auth, achievement).await;
     let e = export(node.port, achievement).await;
+    // Settled once two reads a moment apart agree.
+    let mut f = feed(node.port, &auth).await;
+    loop {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let again = feed(node.port, &auth).await;
+        if again == f {
+            break;
+        }
+        f = again;
+    }
     let _ = child.kill();
     let _ = child.wait();
-    (s, e)
+    (s, e, f)
 }
 
 /// The achievement's CSV export as (customer, target, progress, status)
@@ -460,6 +475,51 @@ async fn export(port: u16, achievement: u64) -> Vec<Vec<String>> {
     rows
 }
 
+/// The whole achievement event feed as a node serves it: (id, type,
+/// customer), in feed order, read page by page.
+async fn feed(port: u16, auth: &str) -> Vec<(String, String, String)> {
+    let c = client();
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/v1/applications/1/achievement_events?limit=1000{after}");
+        let v = until_ok(&c, &[port], "GET", &path, auth, None).await;
+        for e in v["data"].as_array().expect("entries") {
+            out.push((
+                e["id"].as_str().expect("id").to_owned(),
+                e["type"].as_str().expect("type").to_owned(),
+                e["integrationId"].as_str().expect("customer").to_owned(),
+            ));
+        }
+        if !v["hasMore"].as_bool().expect("hasMore") {
+            return out;
+        }
+        after = format!("&after={}", v["next"].as_str().expect("next"));
+    }
+}
+
+/// Each customer's entry types, in order.
+fn per_customer(feed: &[(String, String, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, kind, customer) in feed {
+        out.entry(customer.clone()).or_default().push(kind.clone());
+    }
+    out
+}
+
+/// Waits until a node's feed has every entry the single node's has (the
+/// feed follows the answers by a moment), then returns it.
+async fn settled_feed(port: u16, auth: &str, want: usize) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let f = feed(port, auth).await;
+        if f.len() >= want || Instant::now() > deadline {
+            return f;
+        }
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Every event acknowledged once as applied (a retry may be told
 /// `duplicate`: then the first attempt was applied), every node answers
 /// the same, and that is what a single node says.
@@ -471,7 +531,8 @@ async fn check(drill: &Drill, outcomes: &BTreeMap<usize, String>, auth: &str, ac
             .all(|o| o == "applied" || o == "duplicate"),
         "{outcomes:?}"
     );
-    let (expected, expected_export) = single_node_state().await;
+    let (expected, expected_export, expected_feed) = single_node_state().await;
+    let mut first_feed: Option<Vec<(String, String, String)>> = None;
     assert!(
         expected_export.len() > CUSTOMERS,
         "completions make rows of their own"
@@ -494,6 +555,28 @@ async fn check(drill: &Drill, outcomes: &BTreeMap<usize, String>, auth: &str, ac
             "node {}'s export differs from a single node's",
             i + 1
         );
+        // The feed: every entry once, each customer's in the order a single
+        // node tells them, and the same ids in the same order on every node.
+        let f = settled_feed(node.port, auth, expected_feed.len()).await;
+        let mut ids: Vec<&String> = f.iter().map(|(id, _, _)| id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), f.len(), "node {}'s feed repeats an entry", i + 1);
+        assert_eq!(
+            per_customer(&f),
+            per_customer(&expected_feed),
+            "node {}'s feed differs from a single node's",
+            i + 1
+        );
+        match &first_feed {
+            None => first_feed = Some(f),
+            Some(first) => assert_eq!(
+                &f,
+                first,
+                "node {}'s feed differs from another node's",
+                i + 1
+            ),
+        }
     }
 }
 
@@ -615,7 +698,7 @@ async fn a_graceful_stop_hands_partitions_over_without_waiting_for_the_lease() {
         let moved = began.elapsed() + wait_owned_by(survivor, &["node-1", "node-3"]).await;
         eprintln!("graceful stop: partitions served elsewhere after {moved:?}");
         assert!(
-            moved < Duration::from_secs(30),
+            moved < Duration::from_secs(20),
             "hand-over took {moved:?}, as long as waiting for the leases"
         );
     })
