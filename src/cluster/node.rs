@@ -66,6 +66,9 @@ pub struct ClusterConfig {
 const META_BUCKET: &str = "ACHV_META";
 const PARTITIONS_KEY: &str = "partitions";
 const MANAGEMENT_KEY: &str = "management_key";
+/// Keys `progress.<achievement>` of the meta bucket: an achievement some
+/// customer has progress in (the editing rule locks its definition).
+const PROGRESS_PREFIX: &str = "progress.";
 pub const ANSWER_HEADER: &str = "Achv-Reply";
 pub const CORRELATION_HEADER: &str = "Achv-Corr";
 
@@ -102,6 +105,9 @@ pub(super) struct Inner {
     /// The position after the last catalog record applied here.
     catalog_at: watch::Sender<Position>,
     pub ownership: Ownership,
+    meta: async_nats::jetstream::kv::Store,
+    /// Achievements this node has recorded as having progress.
+    progress_told: Mutex<std::collections::HashSet<crate::domain::AchievementId>>,
 }
 
 /// A running cluster node.
@@ -137,6 +143,7 @@ impl Node {
             ))
         })
         .await?;
+        let meta = retrying(|| meta(&js, config.replicas)).await?;
         let client = log.client();
         let reply_subject = format!("achv.r.{:016x}", rand::random::<u64>());
         let answers =
@@ -161,10 +168,13 @@ impl Node {
             waiters: Mutex::default(),
             next_corr: AtomicU64::new(1),
             catalog_at,
+            meta,
+            progress_told: Mutex::default(),
         });
         tokio::spawn(dispatch_answers(inner.clone(), answers));
         tokio::spawn(follow_catalog(inner.clone()));
         retrying(|| inner.catalog_sync()).await?;
+        tokio::spawn(follow_progress(inner.clone()));
         // Owners publish what their records make; every node keeps the feed.
         engine
             .attach_feed(FeedPublisher::start(js.clone()))
@@ -266,6 +276,10 @@ async fn connect(
             Err(e) => return Err(e),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn js_error(what: &'static str, e: impl std::fmt::Display) -> ClusterError {
@@ -380,6 +394,44 @@ async fn follow_catalog(inner: Arc<Inner>) {
     }
 }
 
+/// Marks achievements that some node recorded as having progress (the
+/// bucket's keys now, then each new one as it comes).
+async fn follow_progress(inner: Arc<Inner>) {
+    loop {
+        let watched = inner
+            .meta
+            .watch_with_history(format!("{PROGRESS_PREFIX}>"))
+            .await;
+        let mut updates = match watched {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch achievements' progress marks; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(Ok(entry)) = updates.next().await {
+            let Some(id) = entry
+                .key
+                .strip_prefix(PROGRESS_PREFIX)
+                .and_then(|id| id.parse().ok())
+                .map(crate::domain::AchievementId)
+            else {
+                continue;
+            };
+            // The catalog may still be following the achievement's creation.
+            for _ in 0..50 {
+                let found = inner.engine.catalog.read().achievements.get(&id).cloned();
+                if let Some(e) = found {
+                    e.mark_progress();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Applies a catalog record here; a deleted achievement's pairs go from
 /// the partitions this node holds.
 async fn apply_catalog(engine: &Engine, record: &CatalogRecord) {
@@ -439,6 +491,25 @@ struct Sent {
 }
 
 impl Inner {
+    /// Records, once, that an achievement has progress (every node marks
+    /// it from the meta bucket).
+    pub(super) async fn tell_progress(&self, entries: &[Arc<crate::engine::AchievementEntry>]) {
+        for entry in entries {
+            let id = entry.achievement.id;
+            if !entry.has_progress() || lock(&self.progress_told).contains(&id) {
+                continue;
+            }
+            let key = format!("{PROGRESS_PREFIX}{}", id.0);
+            let told = match self.meta.create(&key, Bytes::from_static(b"1")).await {
+                Ok(_) => true,
+                Err(e) => e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists,
+            };
+            if told {
+                lock(&self.progress_told).insert(id);
+            }
+        }
+    }
+
     fn headers(&self, msg_id: &str, corr: u64) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("Nats-Msg-Id", msg_id);

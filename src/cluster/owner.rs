@@ -472,6 +472,7 @@ async fn apply_batch(
 ) -> Result<Position, ClusterError> {
     let mut records = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
+    let mut touched: Vec<Arc<crate::engine::AchievementEntry>> = Vec::new();
     let mut pending = 0;
     for msg in batch {
         let info = msg.info().map_err(|e| ClusterError::JetStream {
@@ -516,7 +517,12 @@ async fn apply_batch(
                         .cloned();
                 }
                 match entry {
-                    Some(entry) => ReplayRecord::Pair(change, entry),
+                    Some(entry) => {
+                        if !touched.iter().any(|e| Arc::ptr_eq(e, &entry)) {
+                            touched.push(entry.clone());
+                        }
+                        ReplayRecord::Pair(change, entry)
+                    }
                     None => {
                         send_answer(
                             inner,
@@ -555,6 +561,9 @@ async fn apply_batch(
                 what: "applying records",
                 reason: e.to_string(),
             })?;
+    // Recorded before the answers, so every node learns within moments of
+    // an acknowledgement that the definition has progress (editing rule).
+    inner.tell_progress(&touched).await;
     for (applied, to) in applied.into_iter().zip(replies) {
         if let Applied::Answer(answer) = applied {
             send_answer(inner, to, &answer).await;
