@@ -280,10 +280,20 @@ async fn write_snapshot(
     lease: &Lease,
     next: Position,
 ) -> Result<(), ClusterError> {
-    // What the records below `next` made must be in the feed stream before
-    // a snapshot lets a takeover skip them.
-    inner.engine.feed_barrier().await;
     let blob = snapshot_partition(&inner.engine, lease.partition).await?;
+    commit_snapshot(inner, lease, next, blob).await
+}
+
+/// Stores a partition's snapshot covering the log below `next`, once what
+/// the records below it made is in the feed stream (a takeover that starts
+/// from the snapshot does not make those entries again).
+async fn commit_snapshot(
+    inner: &Arc<Inner>,
+    lease: &Lease,
+    next: Position,
+    blob: Vec<u8>,
+) -> Result<(), ClusterError> {
+    inner.engine.feed_barrier().await;
     match inner
         .snapshots
         .commit(&inner.leases, lease, next, &blob)
@@ -359,6 +369,7 @@ async fn serve(
     let mut last_snapshot = Instant::now();
     let mut changed = false;
     let mut watchdog = tokio::time::interval(STALL_CHECK);
+    let mut upload: Option<JoinHandle<()>> = None;
     let mut applied_since_check = true;
     loop {
         // Caught up: every record stored when the takeover began is
@@ -400,7 +411,12 @@ async fn serve(
                         _ => break,
                     }
                 }
+                let began = Instant::now();
+                let n = batch.len();
                 next = apply_batch(&inner, p, batch, next).await?;
+                if began.elapsed() > Duration::from_secs(2) {
+                    tracing::warn!(partition = p.0, records = n, took_ms = began.elapsed().as_millis() as u64, "applying records was slow");
+                }
                 changed = true;
                 applied_since_check = true;
             }
@@ -422,10 +438,24 @@ async fn serve(
                 }
             }
         }
-        if changed && last_snapshot.elapsed() >= inner.config.snapshot_every {
+        let uploading = upload.as_ref().is_some_and(|u| !u.is_finished());
+        if changed && !uploading && last_snapshot.elapsed() >= inner.config.snapshot_every {
             if let Some(lease) = inner.ownership.lease_of(p) {
-                if let Err(e) = write_snapshot(&inner, &lease, next).await {
-                    tracing::warn!(partition = p.0, error = %e, "periodic partition snapshot failed");
+                // The partition's pairs are copied now, between records;
+                // waiting for the feed and storing the copy go on beside
+                // the log, which must not wait for them.
+                match snapshot_partition(&inner.engine, p).await {
+                    Ok(blob) => {
+                        let inner = inner.clone();
+                        upload = Some(tokio::spawn(async move {
+                            if let Err(e) = commit_snapshot(&inner, &lease, next, blob).await {
+                                tracing::warn!(partition = p.0, error = %e, "periodic partition snapshot failed");
+                            }
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = p.0, error = %e, "periodic partition snapshot failed")
+                    }
                 }
             }
             last_snapshot = Instant::now();

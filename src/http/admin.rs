@@ -92,6 +92,15 @@ impl From<&SnapshotInfo> for SnapshotDto {
 }
 
 fn store(state: &AppState) -> Result<std::sync::Arc<crate::persist::store::Store>, ApiError> {
+    if state.cluster.is_some() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "this node runs in cluster mode: each partition's owner writes its snapshot to \
+             JetStream every --snapshot-interval seconds and when it hands the partition \
+             over; see GET /v1/admin/cluster",
+            None,
+        ));
+    }
     state
         .store
         .get()

@@ -197,6 +197,15 @@ impl Drop for Drill {
         for i in 0..self.nodes.len() {
             self.kill9(i);
         }
+        if std::thread::panicking() {
+            // What the nodes said, for the failure's report.
+            let keep = std::env::temp_dir().join(format!("cluster-drill-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&keep);
+            for (i, n) in self.nodes.iter().enumerate() {
+                let _ = std::fs::copy(&n.log, keep.join(format!("node-{}.log", i + 1)));
+            }
+            eprintln!("node logs kept in {}", keep.display());
+        }
     }
 }
 
