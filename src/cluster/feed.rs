@@ -4,27 +4,30 @@
 //!
 //! Owns: the feed stream (`ACHV_FEED`, subject `achv.f.<partition>`, kept
 //! for the feed's retention), `FeedPublisher` (the engine's `FeedSink` on
-//! an owner: one message per entry or erasure, in order, with the entry's
-//! id as message id) and `follow_feed` (stores every message of the stream
-//! in this node's feed at the stream's sequence number).
+//! an owner: a partition's entries and erasures, in order, as messages of
+//! up to 4096 records with one message in flight per partition) and
+//! `follow_feed` (stores every record of the stream in this node's feed,
+//! numbered `stream sequence << 16 | index`).
 //!
 //! Every node reads the same stream in the same order and numbers entries
 //! by it, so a cursor means the same on every node and a reader can move
-//! between nodes. A new owner replaying a partition publishes entries
+//! between nodes. One message in flight per partition keeps a partition's
+//! entries in order even when a message must be published again (a
+//! pipelined resend could land after a later message). A new owner replaying a partition publishes entries
 //! again: JetStream drops those within its duplicate window, and each
 //! node's feed drops the rest by the (position, index) it already holds —
 //! the single node's rule for replays. A snapshot waits until what was
 //! published before it is stored in the stream (`Engine::feed_barrier`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, context::PublishAckFuture, stream};
+use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::streams::{ClusterError, DUPLICATE_WINDOW};
 use crate::domain::{ApplicationId, CustomerId};
@@ -39,10 +42,6 @@ pub const FEED_STREAM: &str = "ACHV_FEED";
 fn subject(p: PartitionId) -> String {
     format!("achv.f.{}", p.0)
 }
-
-/// Acknowledgements awaited at most before the publisher waits for the
-/// oldest.
-const IN_FLIGHT: usize = 1024;
 
 /// Creates the feed stream if it does not exist.
 pub async fn create_stream(
@@ -93,119 +92,196 @@ impl FeedPublisher {
     }
 }
 
-struct Pending {
-    subject: String,
-    msg_id: String,
-    payload: Bytes,
-    ack: PublishAckFuture,
+/// Records of one message at most (a message's records are numbered
+/// `stream sequence << 16 | index`).
+const GROUP: usize = 4096;
+const INDEX_BITS: u32 = 16;
+
+/// The feed cursor of the `index`-th record of the stream's message `seq`.
+pub fn feed_seq(seq: u64, index: usize) -> u64 {
+    (seq << INDEX_BITS) | index as u64
 }
 
-async fn send(js: &jetstream::Context, subject: String, msg_id: String, payload: Bytes) -> Pending {
-    loop {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id.as_str());
-        match js
-            .publish_with_headers(subject.clone(), headers, payload.clone())
-            .await
-        {
-            Ok(ack) => {
-                return Pending {
-                    subject,
-                    msg_id,
-                    payload,
-                    ack,
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot publish a feed entry; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+/// A record to publish, with the message id its group takes if it leads.
+struct Queued {
+    id: String,
+    bytes: Vec<u8>,
 }
 
-/// Waits until a published message is stored, sending it again (same id:
-/// stored once) while the cluster does not acknowledge it.
-async fn settle(js: &jetstream::Context, mut p: Pending) {
-    loop {
-        match p.ack.await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "a feed entry was not acknowledged; publishing it again");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                p = send(js, p.subject, p.msg_id, p.payload).await;
-            }
+fn queued(message: FeedMessage, now: chrono::DateTime<chrono::Utc>) -> Vec<(PartitionId, Queued)> {
+    let encoded = |p: PartitionId, id: String, record: FeedRecordV1| match encode(&record) {
+        Ok(bytes) => Some((p, Queued { id, bytes })),
+        Err(e) => {
+            tracing::error!(error = %e, "a feed record cannot be encoded");
+            None
         }
-    }
-}
-
-async fn publish(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<FeedMessage>) {
-    let mut pending: VecDeque<Pending> = VecDeque::new();
-    while let Some(message) = rx.recv().await {
-        let now = chrono::Utc::now();
-        match message {
-            FeedMessage::Entries(list) => {
-                for e in list {
-                    let record = FeedRecordV1::Entry(Box::new(EntryV1::new(&e, now)));
-                    let Ok(bytes) = encode(&record) else {
-                        tracing::error!("a feed entry cannot be encoded");
-                        continue;
-                    };
-                    let id = format!("f{}-{}-{}", e.partition.0, e.position.0, e.index);
-                    pending
-                        .push_back(send(&js, subject(e.partition), id, Bytes::from(bytes)).await);
-                }
-            }
-            FeedMessage::Erased {
-                partition,
-                position,
-                application,
-                customer,
-            } => {
-                let record = FeedRecordV1::Erase {
-                    application: application.0,
-                    customer: customer.as_str().to_string(),
-                    partition: partition.0,
-                    position: position.0,
-                };
-                let Ok(bytes) = encode(&record) else { continue };
-                let id = format!("e{}-{}", partition.0, position.0);
-                pending.push_back(send(&js, subject(partition), id, Bytes::from(bytes)).await);
-            }
-            FeedMessage::Barrier(done) => {
-                while let Some(p) = pending.pop_front() {
-                    settle(&js, p).await;
-                }
-                let _ = done.send(());
-            }
-        }
-        while pending.len() > IN_FLIGHT {
-            if let Some(p) = pending.pop_front() {
-                settle(&js, p).await;
-            }
-        }
-    }
-}
-
-/// A feed stream message as the feed writer takes it.
-fn message(bytes: &[u8]) -> Result<FeedMessage, String> {
-    match decode(bytes)? {
-        FeedRecordV1::Entry(e) => {
-            let (entry, _) = e.to_entry().map_err(|e| e.to_string())?;
-            Ok(FeedMessage::Entries(vec![entry]))
-        }
-        FeedRecordV1::Erase {
-            application,
-            customer,
+    };
+    match message {
+        FeedMessage::Entries(list) => list
+            .into_iter()
+            .filter_map(|e| {
+                let id = format!("f{}-{}-{}", e.partition.0, e.position.0, e.index);
+                let p = e.partition;
+                encoded(p, id, FeedRecordV1::Entry(Box::new(EntryV1::new(&e, now))))
+            })
+            .collect(),
+        FeedMessage::Erased {
             partition,
             position,
-        } => Ok(FeedMessage::Erased {
-            partition: PartitionId(partition),
-            position: Position(position),
-            application: ApplicationId(application),
-            customer: CustomerId::parse(&customer, "/integrationId").map_err(|e| e.to_string())?,
-        }),
+            application,
+            customer,
+        } => encoded(
+            partition,
+            format!("e{}-{}", partition.0, position.0),
+            FeedRecordV1::Erase {
+                application: application.0,
+                customer: customer.as_str().to_string(),
+                partition: partition.0,
+                position: position.0,
+            },
+        )
+        .into_iter()
+        .collect(),
+        FeedMessage::Barrier(_) => Vec::new(),
     }
+}
+
+/// One message of a partition's records, length-prefixed, published until
+/// the stream stores it (the same id each time: stored once).
+async fn publish_group(
+    js: jetstream::Context,
+    p: PartitionId,
+    group: Vec<Queued>,
+) -> (PartitionId, usize) {
+    let id = format!("{}+{}", group[0].id, group.len());
+    let mut payload = Vec::with_capacity(group.iter().map(|q| q.bytes.len() + 4).sum());
+    for q in &group {
+        payload.extend_from_slice(&(q.bytes.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&q.bytes);
+    }
+    let payload = Bytes::from(payload);
+    loop {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let stored = match js
+            .publish_with_headers(subject(p), headers, payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => return (p, group.len()),
+            Err(e) => {
+                tracing::warn!(partition = p.0, error = %e, "feed entries not stored; publishing them again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Publishes what the engine sends, per partition in order: one message
+/// in flight per partition (the next waits until it is stored, so a resend
+/// can never land after a later message), the records queued meanwhile
+/// going out together as the next message. Partitions publish side by
+/// side. A barrier is answered once every record queued before it is
+/// stored.
+async fn publish(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<FeedMessage>) {
+    let mut queues: HashMap<PartitionId, VecDeque<Queued>> = HashMap::new();
+    let mut busy: HashSet<PartitionId> = HashSet::new();
+    let mut enqueued: HashMap<PartitionId, u64> = HashMap::new();
+    let mut stored: HashMap<PartitionId, u64> = HashMap::new();
+    let mut barriers: Vec<(HashMap<PartitionId, u64>, oneshot::Sender<()>)> = Vec::new();
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut open = true;
+    while open || !inflight.is_empty() {
+        tokio::select! {
+            message = rx.recv(), if open => match message {
+                None => open = false,
+                Some(FeedMessage::Barrier(done)) => {
+                    let upto: HashMap<PartitionId, u64> = enqueued
+                        .iter()
+                        .filter(|(p, n)| stored.get(p).copied().unwrap_or(0) < **n)
+                        .map(|(p, n)| (*p, *n))
+                        .collect();
+                    barriers.push((upto, done));
+                }
+                Some(message) => {
+                    for (p, q) in queued(message, chrono::Utc::now()) {
+                        queues.entry(p).or_default().push_back(q);
+                        *enqueued.entry(p).or_default() += 1;
+                    }
+                }
+            },
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                if let Ok((p, n)) = done {
+                    busy.remove(&p);
+                    *stored.entry(p).or_default() += n as u64;
+                }
+            }
+        }
+        // Answer the barriers whose records are all stored.
+        let mut i = 0;
+        while i < barriers.len() {
+            barriers[i]
+                .0
+                .retain(|p, n| stored.get(p).copied().unwrap_or(0) < *n);
+            if barriers[i].0.is_empty() {
+                let (_, done) = barriers.swap_remove(i);
+                let _ = done.send(());
+            } else {
+                i += 1;
+            }
+        }
+        // Start the next message of every idle partition with records.
+        for (p, queue) in queues.iter_mut() {
+            if queue.is_empty() || busy.contains(p) {
+                continue;
+            }
+            let n = queue.len().min(GROUP);
+            let group: Vec<Queued> = queue.drain(..n).collect();
+            busy.insert(*p);
+            inflight.spawn(publish_group(js.clone(), *p, group));
+        }
+        queues.retain(|_, q| !q.is_empty());
+    }
+}
+
+/// A feed stream message's records as the feed writer takes them.
+fn records(bytes: &[u8]) -> Result<Vec<FeedMessage>, String> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let len = rest
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or("a record cut short")? as usize;
+        let record = rest.get(4..4 + len).ok_or("a record cut short")?;
+        out.push(match decode(record)? {
+            FeedRecordV1::Entry(e) => {
+                let (entry, _) = e.to_entry().map_err(|e| e.to_string())?;
+                FeedMessage::Entries(vec![entry])
+            }
+            FeedRecordV1::Erase {
+                application,
+                customer,
+                partition,
+                position,
+            } => FeedMessage::Erased {
+                partition: PartitionId(partition),
+                position: Position(position),
+                application: ApplicationId(application),
+                customer: CustomerId::parse(&customer, "/integrationId")
+                    .map_err(|e| e.to_string())?,
+            },
+        });
+        rest = &rest[4 + len..];
+    }
+    if out.len() > GROUP {
+        return Err(format!("{} records in one message", out.len()));
+    }
+    Ok(out)
 }
 
 /// Stores every message of the feed stream in this node's feed, from
@@ -236,12 +312,16 @@ async fn follow_once(
         .state
         .first_sequence;
     // A new replica starts where the stream does: older cursors are gone.
-    feed.start_after(first.saturating_sub(1));
-    let from = feed.head() + 1;
+    if first > 1 {
+        feed.start_after(feed_seq(first, 0) - 1);
+    }
+    // The message holding the feed's last record, again: its records the
+    // feed has are dropped by their positions.
+    let from = (feed.head() >> INDEX_BITS).max(first).max(1);
     let mut messages = stream
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from.max(first).max(1),
+                start_sequence: from,
             },
             ..Default::default()
         })
@@ -256,8 +336,12 @@ async fn follow_once(
             .info()
             .map_err(|e| err("feed message")(e.to_string()))?
             .stream_sequence;
-        match message(&msg.payload) {
-            Ok(m) => writer.send_numbered(seq, m),
+        match records(&msg.payload) {
+            Ok(list) => {
+                for (i, m) in list.into_iter().enumerate() {
+                    writer.send_numbered(feed_seq(seq, i), m);
+                }
+            }
             Err(e) => {
                 tracing::error!(seq, error = %e, "a feed stream message cannot be read; skipped")
             }

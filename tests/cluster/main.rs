@@ -451,6 +451,7 @@ async fn a_snapshot_is_committed_only_by_the_lease_holder_and_never_backwards() 
 }
 
 mod drills;
+mod expiry;
 
 mod takeover {
     use std::sync::Arc;
