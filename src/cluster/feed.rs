@@ -69,12 +69,18 @@ pub async fn create_stream(
 /// The engine's feed sink on a cluster node: a queue to the publishing
 /// task.
 pub struct FeedPublisher {
-    tx: mpsc::UnboundedSender<FeedMessage>,
+    tx: mpsc::UnboundedSender<Control>,
+}
+
+enum Control {
+    Publish(FeedMessage),
+    /// Drop what is queued for a partition this node no longer owns.
+    Discard(PartitionId),
 }
 
 impl FeedSink for FeedPublisher {
     fn send(&self, message: FeedMessage) {
-        if self.tx.send(message).is_err() {
+        if self.tx.send(Control::Publish(message)).is_err() {
             tracing::error!("the feed publisher has stopped; an entry was not published");
         }
     }
@@ -89,6 +95,13 @@ impl FeedPublisher {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(publish(js, rx));
         Arc::new(FeedPublisher { tx })
+    }
+
+    /// Forgets the records of partition `p` not yet sent (the partition was
+    /// lost without a hand-over: its next owner replays them and publishes
+    /// them in order; sent late, ours could interleave with its).
+    pub fn discard(&self, p: PartitionId) {
+        let _ = self.tx.send(Control::Discard(p));
     }
 }
 
@@ -186,7 +199,7 @@ async fn publish_group(
 /// going out together as the next message. Partitions publish side by
 /// side. A barrier is answered once every record queued before it is
 /// stored.
-async fn publish(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<FeedMessage>) {
+async fn publish(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<Control>) {
     let mut queues: HashMap<PartitionId, VecDeque<Queued>> = HashMap::new();
     let mut busy: HashSet<PartitionId> = HashSet::new();
     let mut enqueued: HashMap<PartitionId, u64> = HashMap::new();
@@ -198,7 +211,13 @@ async fn publish(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<FeedMes
         tokio::select! {
             message = rx.recv(), if open => match message {
                 None => open = false,
-                Some(FeedMessage::Barrier(done)) => {
+                Some(Control::Discard(p)) => {
+                    if let Some(q) = queues.remove(&p) {
+                        // Counted as stored: no barrier waits for them.
+                        *stored.entry(p).or_default() += q.len() as u64;
+                    }
+                }
+                Some(Control::Publish(FeedMessage::Barrier(done))) => {
                     let upto: HashMap<PartitionId, u64> = enqueued
                         .iter()
                         .filter(|(p, n)| stored.get(p).copied().unwrap_or(0) < **n)
@@ -206,7 +225,7 @@ async fn publish(js: jetstream::Context, mut rx: mpsc::UnboundedReceiver<FeedMes
                         .collect();
                     barriers.push((upto, done));
                 }
-                Some(message) => {
+                Some(Control::Publish(message)) => {
                     for (p, q) in queued(message, chrono::Utc::now()) {
                         queues.entry(p).or_default().push_back(q);
                         *enqueued.entry(p).or_default() += 1;

@@ -106,6 +106,8 @@ pub(super) struct Inner {
     catalog_at: watch::Sender<Position>,
     pub ownership: Ownership,
     meta: async_nats::jetstream::kv::Store,
+    /// Where this node's owners publish feed entries.
+    pub(super) publisher: Arc<FeedPublisher>,
     /// Achievements this node has recorded as having progress.
     progress_told: Mutex<std::collections::HashSet<crate::domain::AchievementId>>,
 }
@@ -155,6 +157,7 @@ impl Node {
                     reason: e.to_string(),
                 })?;
         let (catalog_at, _) = watch::channel(Position(0));
+        let publisher = FeedPublisher::start(js.clone());
         let inner = Arc::new(Inner {
             ownership: Ownership::new(config.partitions),
             config,
@@ -169,6 +172,7 @@ impl Node {
             next_corr: AtomicU64::new(1),
             catalog_at,
             meta,
+            publisher: publisher.clone(),
             progress_told: Mutex::default(),
         });
         tokio::spawn(dispatch_answers(inner.clone(), answers));
@@ -177,7 +181,7 @@ impl Node {
         tokio::spawn(follow_progress(inner.clone()));
         // Owners publish what their records make; every node keeps the feed.
         engine
-            .attach_feed(FeedPublisher::start(js.clone()))
+            .attach_feed(publisher)
             .map_err(|e| js_error("engine", e))?;
         tokio::spawn(follow_feed(js.clone(), feed, writer));
         engine

@@ -246,7 +246,9 @@ async fn stop(inner: &Arc<Inner>, p: PartitionId) -> Option<(Lease, Option<Posit
 }
 
 async fn drop_partition(inner: &Arc<Inner>, p: PartitionId, release: bool) {
-    if let Some((lease, _)) = stop(inner, p).await {
+    let stopped = stop(inner, p).await;
+    inner.publisher.discard(p);
+    if let Some((lease, _)) = stopped {
         if release {
             let _ = inner.leases.release(&lease).await;
         }
