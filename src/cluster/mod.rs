@@ -21,6 +21,7 @@ pub mod service;
 pub mod snapshots;
 pub mod streams;
 pub mod takeover;
+pub mod webhooks;
 pub mod wire;
 
 pub use catalog::{follow_catalog, publish_catalog};

@@ -33,12 +33,13 @@ use super::leases::{Leases, Nodes};
 use super::owner::{Ownership, OwnershipView};
 use super::snapshots::SnapshotStore;
 use super::streams::{ClusterError, JetStreamLog, StreamLayout};
+use super::webhooks::{follow_webhooks, KvWebhookStore};
 use super::wire;
 use crate::engine::catalog::CatalogRecord;
 use crate::engine::log::{ChangeOp, Expiry, PartitionId, Position, Record};
 use crate::engine::remote::{Answer, Remote, Reply};
 use crate::engine::{Engine, EngineError};
-use crate::feed::{Feed, FeedWriter};
+use crate::feed::{Feed, FeedWriter, Webhooks};
 use crate::persist::model::{
     decode_catalog_record, encode_catalog_record, encode_partition_record,
 };
@@ -106,6 +107,8 @@ pub(super) struct Inner {
     catalog_at: watch::Sender<Position>,
     pub ownership: Ownership,
     meta: async_nats::jetstream::kv::Store,
+    /// The webhooks; this node delivers while it owns partition 0.
+    pub(super) webhooks: Arc<Webhooks>,
     /// Where this node's owners publish feed entries.
     pub(super) publisher: Arc<FeedPublisher>,
     /// Achievements this node has recorded as having progress.
@@ -131,6 +134,7 @@ impl Node {
         engine: Engine,
         feed: Arc<Feed>,
         writer: Arc<FeedWriter>,
+        webhooks: Arc<Webhooks>,
     ) -> Result<Node, ClusterError> {
         let layout = StreamLayout::new(config.partitions);
         let log = connect(&config.urls, layout, config.replicas).await?;
@@ -146,6 +150,16 @@ impl Node {
         })
         .await?;
         let meta = retrying(|| meta(&js, config.replicas)).await?;
+        let hooks_kv = retrying(|| super::webhooks::bucket(&js, config.replicas)).await?;
+        {
+            // The shared list and positions, before anything delivers.
+            let store = KvWebhookStore::new(hooks_kv.clone(), tokio::runtime::Handle::current());
+            let webhooks = webhooks.clone();
+            tokio::task::spawn_blocking(move || webhooks.attach_store(store))
+                .await
+                .map_err(|e| js_error("webhooks", e))?
+                .map_err(|e| js_error("webhooks", e))?;
+        }
         let client = log.client();
         let reply_subject = format!("achv.r.{:016x}", rand::random::<u64>());
         let answers =
@@ -173,6 +187,7 @@ impl Node {
             catalog_at,
             meta,
             publisher: publisher.clone(),
+            webhooks: webhooks.clone(),
             progress_told: Mutex::default(),
         });
         tokio::spawn(dispatch_answers(inner.clone(), answers));
@@ -184,6 +199,7 @@ impl Node {
             .attach_feed(publisher)
             .map_err(|e| js_error("engine", e))?;
         tokio::spawn(follow_feed(js.clone(), feed, writer));
+        tokio::spawn(follow_webhooks(hooks_kv, webhooks));
         engine
             .attach_remote(Arc::new(NodeRemote(inner.clone())))
             .map_err(|e| ClusterError::JetStream {

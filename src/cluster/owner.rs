@@ -146,6 +146,10 @@ async fn step(inner: &Arc<Inner>) -> Result<(), ClusterError> {
     let me = inner.config.node_id.clone();
     let beat = inner.nodes.heartbeat(&me, &inner.config.address).await;
     renew(inner).await;
+    // Webhooks are delivered by one node: the owner of partition 0.
+    inner.webhooks.set_delivering(
+        inner.ownership.holds(PartitionId(0)) && !inner.ownership.leaving.load(Ordering::Acquire),
+    );
     beat?;
     let live: Vec<String> = inner
         .nodes
@@ -316,6 +320,7 @@ async fn commit_snapshot(
 /// Leaves the cluster gracefully: every partition handed over.
 pub(super) async fn leave(inner: &Arc<Inner>) {
     inner.ownership.leaving.store(true, Ordering::Release);
+    inner.webhooks.set_delivering(false);
     if let Err(e) = inner.nodes.leave(&inner.config.node_id).await {
         tracing::warn!(error = %e, "cannot leave the node list; it expires");
     }

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::node::{set_runtime, ClusterConfig, Node};
 use crate::engine::Engine;
-use crate::feed::{Feed, FeedWriter};
+use crate::feed::{Feed, FeedWriter, Webhooks};
 
 /// How long joining may take before the server gives up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -37,6 +37,7 @@ impl Service {
         engine: Engine,
         feed: Arc<Feed>,
         writer: Arc<FeedWriter>,
+        webhooks: Arc<Webhooks>,
         given: Option<String>,
         candidate: String,
         joined: impl FnOnce(Result<(), String>) + Send + 'static,
@@ -78,7 +79,7 @@ impl Service {
                     }
                     let started = tokio::time::timeout(
                         JOIN_TIMEOUT,
-                        Node::start(config, engine.clone(), feed, writer),
+                        Node::start(config, engine.clone(), feed, writer, webhooks),
                     )
                     .await;
                     let node = match started {

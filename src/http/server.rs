@@ -102,6 +102,25 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         )
     })?;
     let writer = FeedWriter::start(feed.clone()).context("cannot start the feed writer")?;
+    // Deliveries start at once: what the feed holds is durable already.
+    let webhooks = Webhooks::open(
+        &settings.data_dir.join(WEBHOOKS_DIR),
+        feed.clone(),
+        engine.clock().clone(),
+        DeliveryConfig::new(settings.webhook_retry_hours, settings.webhook_allow_private),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the webhooks in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    // In a cluster one node at a time delivers (the cluster says which).
+    if settings.cluster.is_some() {
+        webhooks.set_delivering(false);
+    }
+    webhooks.start()?;
+    let webhooks = Arc::new(webhooks);
     let (done, restored) = tokio::sync::oneshot::channel();
     let mut done = Some(done);
     let (management_key, cluster) = match &settings.cluster {
@@ -127,6 +146,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
                 engine.clone(),
                 feed.clone(),
                 writer.clone(),
+                webhooks.clone(),
                 settings.management_key.clone(),
                 management_key,
                 move |joined| {
@@ -163,20 +183,6 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
             .attach_feed(writer)
             .context("cannot attach the feed")?;
     }
-    // Deliveries start at once: what the feed holds is durable already.
-    let webhooks = Webhooks::open(
-        &settings.data_dir.join(WEBHOOKS_DIR),
-        feed.clone(),
-        engine.clock().clone(),
-        DeliveryConfig::new(settings.webhook_retry_hours, settings.webhook_allow_private),
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the webhooks in {}",
-            settings.data_dir.display()
-        )
-    })?;
-    webhooks.start()?;
     let store_cell: Arc<OnceLock<Arc<Store>>> = Arc::new(OnceLock::new());
     let state = web::Data::new(AppState {
         engine: engine.clone(),
@@ -184,7 +190,7 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         store: store_cell.clone(),
         metrics: Arc::new(super::metrics::Metrics::new()),
         feed,
-        webhooks: Arc::new(webhooks),
+        webhooks: webhooks.clone(),
         cluster: cluster.clone(),
     });
     let server = HttpServer::new(move || {

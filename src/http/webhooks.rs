@@ -205,7 +205,13 @@ async fn list_deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let app = application(&state, &req)?;
     let id = webhook_id(&req)?;
-    let deliveries = state.webhooks.deliveries(app, id).ok_or_else(not_found)?;
+    // In a cluster the delivering node's record is read from the shared
+    // store (blocking).
+    let webhooks = state.webhooks.clone();
+    let deliveries = web::block(move || webhooks.deliveries(app, id))
+        .await
+        .map_err(blocking_failed)?
+        .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(Data {
         data: deliveries.iter().map(DeliveryDto::from).collect(),
     }))

@@ -60,6 +60,8 @@ fn spawn_engine(node: &EngineNode, id: &str, urls: Option<&str>, lease_secs: u64
         .arg(&node.dir)
         .args(["--management-key", KEY, "--workers", "2"])
         .args(["--partitions", "32", "--snapshot-interval", "2"])
+        // The drills' webhook receiver listens on loopback.
+        .arg("--webhook-allow-private")
         .env("RUST_LOG", "info,http=warn")
         .env("NO_COLOR", "1");
     if let Some(urls) = urls {
@@ -443,16 +445,7 @@ async fn single_node_state() -> (
     }
     let s = state(node.port, &auth, achievement).await;
     let e = export(node.port, achievement).await;
-    // Settled once two reads a moment apart agree.
-    let mut f = feed(node.port, &auth).await;
-    loop {
-        actix_rt::time::sleep(Duration::from_millis(300)).await;
-        let again = feed(node.port, &auth).await;
-        if again == f {
-            break;
-        }
-        f = again;
-    }
+    let f = stable_feed(node.port, &auth).await;
     let _ = child.kill();
     let _ = child.wait();
     (s, e, f)
@@ -504,6 +497,19 @@ async fn feed(port: u16, auth: &str) -> Vec<(String, String, String)> {
             return out;
         }
         after = format!("&after={}", v["next"].as_str().expect("next"));
+    }
+}
+
+/// A node's feed once two reads a moment apart agree.
+async fn stable_feed(port: u16, auth: &str) -> Vec<(String, String, String)> {
+    let mut f = feed(port, auth).await;
+    loop {
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        let again = feed(port, auth).await;
+        if again == f {
+            return f;
+        }
+        f = again;
     }
 }
 
@@ -801,4 +807,151 @@ async fn a_full_cluster_restart_keeps_everything() {
         assert_eq!(v["outcome"], "duplicate", "event {n} counted again: {v}");
     }
     check(&drill, &outcomes, &auth, achievement).await;
+}
+
+/// A webhook receiver on loopback: the `webhook-id` of every POST, in the
+/// order received (200 to each).
+async fn receiver() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    actix_web::dev::ServerHandle,
+) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let got: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = got.clone();
+    let server = HttpServer::new(move || {
+        let seen = seen.clone();
+        App::new().route(
+            "/hooks",
+            web::post().to(move |req: HttpRequest| {
+                let seen = seen.clone();
+                async move {
+                    if let Some(id) = req
+                        .headers()
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        seen.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(id.to_owned());
+                    }
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind the receiver");
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    (port, got, handle)
+}
+
+#[actix_web::test]
+async fn webhooks_are_shared_by_every_node_and_delivery_survives_its_node() {
+    let _one = serial();
+    let mut drill = Drill::start(2).await;
+    let ports = drill.ports();
+    let (auth, achievement) = catalog(&ports).await;
+    let (rport, got, server) = receiver().await;
+    let m = format!("ManagementKey-v1 {KEY}");
+    let c = client();
+    let hook = until_ok(
+        &c,
+        &ports[..1],
+        "POST",
+        "/v1/applications/1/webhooks",
+        &m,
+        Some(json!({"url": format!("http://127.0.0.1:{rport}/hooks"), "types": ["achievement.completed"]})),
+    )
+    .await["id"]
+        .as_u64()
+        .expect("webhook id");
+    // Every node lists it.
+    for port in &ports {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = until_ok(&c, &[*port], "GET", "/v1/applications/1/webhooks", &m, None).await;
+            if list["data"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|h| h["id"] == hook))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node on {port} does not list the webhook: {list}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Kill the delivering node (the owner of partition 0) under load.
+    let owners = ownership(ports[0]).await;
+    let deliverer = owners
+        .iter()
+        .find(|(_, ps)| ps.contains(&0))
+        .map(|(id, _)| id.clone())
+        .expect("partition 0 has an owner");
+    let victim: usize = deliverer
+        .trim_start_matches("node-")
+        .parse::<usize>()
+        .expect("node-N")
+        - 1;
+    let survivor = ports[(victim + 1) % 3];
+    let drill_ref = &mut drill;
+    let outcomes = load(ports.clone(), &auth, achievement, |acked| async move {
+        until_acked(&acked, EVENTS / 3).await;
+        drill_ref.kill9(victim);
+        until_acked(&acked, EVENTS * 2 / 3).await;
+        drill_ref.start_node(victim);
+        drill_ref.wait_ready(victim).await;
+    })
+    .await;
+    assert_eq!(outcomes.len(), EVENTS);
+    // Every completion in the feed reaches the receiver (at least once),
+    // first deliveries in feed order.
+    let completed: Vec<String> = stable_feed(survivor, &auth)
+        .await
+        .into_iter()
+        .filter(|(_, t, _)| t == "achievement.completed")
+        .map(|(id, _, _)| id)
+        .collect();
+    assert!(!completed.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let firsts = loop {
+        let all = got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut firsts: Vec<String> = Vec::new();
+        for id in all {
+            if !firsts.contains(&id) {
+                firsts.push(id);
+            }
+        }
+        if firsts.len() >= completed.len() || Instant::now() > deadline {
+            break firsts;
+        }
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        firsts, completed,
+        "the receiver got other entries, or out of feed order"
+    );
+    // Any node lists the attempts.
+    let path = format!("/v1/applications/1/webhooks/{hook}/deliveries");
+    for port in &ports {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while until_ok(&c, &[*port], "GET", &path, &m, None).await["data"]
+            .as_array()
+            .is_none_or(|l| l.is_empty())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node on {port} lists no attempts"
+            );
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    server.stop(false).await;
 }

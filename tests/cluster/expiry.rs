@@ -14,7 +14,8 @@ use achievements_engine::domain::{
     AchievementDraft, CustomerId, EntryType, EventId, Increase, RecurrencePolicy,
 };
 use achievements_engine::engine::{Catalog, Engine, EngineConfig, EventInput};
-use achievements_engine::feed::{Feed, FeedWriter, Types};
+use achievements_engine::feed::webhooks::DeliveryConfig;
+use achievements_engine::feed::{Feed, FeedWriter, Types, Webhooks};
 
 use super::NatsCluster;
 
@@ -39,7 +40,8 @@ async fn start(urls: &str, id: &str, clock: Clock) -> InProcess {
         Catalog::default(),
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let feed = Feed::open(dir.path(), chrono::Duration::days(7), clock).expect("feed");
+    let feed =
+        Feed::open(&dir.path().join("feed"), chrono::Duration::days(7), clock).expect("feed");
     let writer = FeedWriter::start(feed.clone()).expect("writer");
     let config = ClusterConfig {
         urls: urls.into(),
@@ -52,9 +54,24 @@ async fn start(urls: &str, id: &str, clock: Clock) -> InProcess {
         snapshot_every: Duration::from_secs(60),
         feed_retention: Duration::from_secs(7 * 86_400),
     };
-    let node = Node::start(config, engine.clone(), feed.clone(), writer)
-        .await
-        .expect("the node joins");
+    let webhooks = Webhooks::open(
+        &dir.path().join("webhooks"),
+        feed.clone(),
+        engine.clock().clone(),
+        DeliveryConfig::new(24, true),
+    )
+    .expect("webhooks");
+    webhooks.set_delivering(false);
+    webhooks.start().expect("deliveries");
+    let node = Node::start(
+        config,
+        engine.clone(),
+        feed.clone(),
+        writer,
+        Arc::new(webhooks),
+    )
+    .await
+    .expect("the node joins");
     InProcess {
         engine,
         feed,

@@ -185,6 +185,8 @@ pub(super) enum Command {
     Start(WebhookId),
     /// Stop delivering for it (deleted).
     Stop(WebhookId),
+    /// This node delivers from now on (positions reloaded), or stops.
+    Deliver(bool),
 }
 
 /// Starts the delivery thread; it ends when every command sender is gone.
@@ -244,7 +246,7 @@ async fn run(
     let client = client(&shared.config, tls);
     let mut running: HashMap<WebhookId, JoinHandle<()>> = HashMap::new();
     let start = |running: &mut HashMap<WebhookId, JoinHandle<()>>, id: WebhookId| {
-        if running.contains_key(&id) {
+        if running.contains_key(&id) || !shared.delivering.load(Ordering::Acquire) {
             return;
         }
         if let Some(hook) = shared.active(id) {
@@ -262,6 +264,18 @@ async fn run(
             Command::Start(id) => start(&mut running, id),
             Command::Stop(id) => {
                 if let Some(task) = running.remove(&id) {
+                    task.abort();
+                }
+            }
+            Command::Deliver(true) => {
+                let s = shared.clone();
+                let _ = actix_rt::task::spawn_blocking(move || s.reload_positions()).await;
+                for id in shared.active_ids() {
+                    start(&mut running, id);
+                }
+            }
+            Command::Deliver(false) => {
+                for (_, task) in running.drain() {
                     task.abort();
                 }
             }

@@ -11,6 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::deliver::{Delivery, DeliveryStatus};
 use super::{parse_types, parse_url, Secret, Webhook, WebhookError, WebhookId, FORMAT_VERSION};
 use crate::domain::ApplicationId;
 
@@ -145,4 +146,44 @@ pub(super) fn write_atomically(
     drop(file);
     fs::rename(&tmp, &path).map_err(io)?;
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// A delivery attempt as a cluster's shared store keeps it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeliveryRecord {
+    event_id: Option<String>,
+    attempt: u32,
+    status: String,
+    response_status: Option<u16>,
+    error: Option<String>,
+    at: DateTime<Utc>,
+}
+
+impl From<&Delivery> for DeliveryRecord {
+    fn from(d: &Delivery) -> Self {
+        DeliveryRecord {
+            event_id: d.event_id.clone(),
+            attempt: d.attempt,
+            status: d.status.as_str().to_owned(),
+            response_status: d.response_status,
+            error: d.error.clone(),
+            at: d.at,
+        }
+    }
+}
+
+impl DeliveryRecord {
+    pub(super) fn to_delivery(&self) -> Option<Delivery> {
+        Some(Delivery {
+            event_id: self.event_id.clone(),
+            attempt: self.attempt,
+            status: DeliveryStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str() == self.status)?,
+            response_status: self.response_status,
+            error: self.error.clone(),
+            at: self.at,
+        })
+    }
 }

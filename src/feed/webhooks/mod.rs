@@ -162,6 +162,31 @@ pub enum WebhookError {
     Malformed { path: PathBuf, reason: String },
     #[error("cannot start webhook deliveries: {0}")]
     Start(String),
+    /// The cluster's shared store failed.
+    #[error("the cluster's webhook store failed: {0}")]
+    Shared(String),
+    /// Another node changed the list meanwhile, again and again.
+    #[error("the webhook list kept changing on other nodes; retry")]
+    Conflict,
+}
+
+/// Where a cluster keeps the webhook list, positions and recent attempts,
+/// shared by every node (blocking calls: use from blocking threads).
+pub trait SharedStore: Send + Sync {
+    /// A document and its revision; `None` when absent.
+    fn load(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, String>;
+    /// Replaces a document if it is still at `revision` (0: absent); the
+    /// new revision, or `None` when another node changed it first.
+    fn replace(&self, name: &str, bytes: &[u8], revision: u64) -> Result<Option<u64>, String>;
+    /// Overwrites a document (one writer: the delivering node).
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// Tries at a change of the shared list while other nodes change it.
+const SHARED_ATTEMPTS: usize = 10;
+
+fn deliveries_doc(id: WebhookId) -> String {
+    format!("deliveries.{}", id.0)
 }
 
 // ---------------------------------------------------------------------------
@@ -172,6 +197,32 @@ pub enum WebhookError {
 struct Registry {
     next_id: u64,
     hooks: BTreeMap<WebhookId, Webhook>,
+}
+
+/// The list a file (or the cluster's shared store) holds, checked.
+fn registry_of(path: &Path, file: HooksFile) -> Result<Registry, WebhookError> {
+    check_version(path, file.version)?;
+    let malformed = |reason: String| WebhookError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut registry = Registry {
+        next_id: file.next_id,
+        hooks: BTreeMap::new(),
+    };
+    for record in &file.webhooks {
+        let hook = record.to_webhook().map_err(malformed)?;
+        if hook.id.0 >= file.next_id {
+            return Err(malformed(format!(
+                "webhook {} is not below nextId {}",
+                hook.id.0, file.next_id
+            )));
+        }
+        if registry.hooks.insert(hook.id, hook).is_some() {
+            return Err(malformed(format!("webhook {} is listed twice", record.id)));
+        }
+    }
+    Ok(registry)
 }
 
 /// What the HTTP handle and the delivery thread share.
@@ -189,6 +240,11 @@ pub(crate) struct Shared {
     /// Recent attempts per webhook, oldest first.
     deliveries: Mutex<HashMap<WebhookId, VecDeque<Delivery>>>,
     pub(crate) stats: WebhookStats,
+    /// In a cluster: the shared store, the list's revision in it, and
+    /// whether this node is the one delivering.
+    store: std::sync::OnceLock<Arc<dyn SharedStore>>,
+    revision: std::sync::atomic::AtomicU64,
+    pub(crate) delivering: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,7 +263,79 @@ impl Shared {
             path: self.dir.join(HOOKS_FILE),
             reason: e.to_string(),
         })?;
+        if let Some(store) = self.store.get() {
+            let revision = self.revision.load(Ordering::Acquire);
+            return match store.replace(HOOKS_FILE, &bytes, revision) {
+                Ok(Some(next)) => {
+                    self.revision.store(next, Ordering::Release);
+                    Ok(())
+                }
+                Ok(None) => Err(WebhookError::Conflict),
+                Err(e) => Err(WebhookError::Shared(e)),
+            };
+        }
         write_atomically(&self.dir, HOOKS_FILE, &bytes, true)
+    }
+
+    /// In a cluster: takes the shared list as it is now (blocking).
+    fn refresh(&self, registry: &mut Registry) -> Result<(), WebhookError> {
+        let Some(store) = self.store.get() else {
+            return Ok(());
+        };
+        match store.load(HOOKS_FILE).map_err(WebhookError::Shared)? {
+            Some((bytes, revision)) => self.take(registry, &bytes, revision),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the list by a shared version of it (a newer revision only);
+    /// positions follow: new webhooks start at their start, deleted ones go.
+    fn take(
+        &self,
+        registry: &mut Registry,
+        bytes: &[u8],
+        revision: u64,
+    ) -> Result<(), WebhookError> {
+        if revision < self.revision.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let label = Path::new("cluster:webhooks");
+        let file: HooksFile =
+            serde_json::from_slice(bytes).map_err(|e| WebhookError::Malformed {
+                path: label.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        *registry = registry_of(label, file)?;
+        self.revision.store(revision, Ordering::Release);
+        let mut positions = lock(&self.positions);
+        positions.retain(|id, _| registry.hooks.contains_key(id));
+        for h in registry.hooks.values() {
+            positions.entry(h.id).or_insert(h.start);
+        }
+        Ok(())
+    }
+
+    /// In a cluster: the positions the delivering node stored (blocking).
+    pub(crate) fn reload_positions(&self) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        let stored = match store.load(POSITIONS_FILE) {
+            Ok(Some((bytes, _))) => serde_json::from_slice::<PositionsFile>(&bytes)
+                .map(|f| f.positions)
+                .unwrap_or_default(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the shared webhook positions; delivering from the list's starts");
+                BTreeMap::new()
+            }
+        };
+        let mut positions = lock(&self.positions);
+        for (id, p) in positions.iter_mut() {
+            if let Some(s) = stored.get(&id.0) {
+                *p = (*p).max(*s);
+            }
+        }
     }
 
     /// Writes the positions file (blocking: call from a blocking task).
@@ -222,7 +350,12 @@ impl Shared {
             path: self.dir.join(POSITIONS_FILE),
             reason: e.to_string(),
         })?;
-        let written = write_atomically(&self.dir, POSITIONS_FILE, &bytes, false);
+        let written = match self.store.get() {
+            Some(store) => store
+                .put(POSITIONS_FILE, &bytes)
+                .map_err(WebhookError::Shared),
+            None => write_atomically(&self.dir, POSITIONS_FILE, &bytes, false),
+        };
         if written.is_err() {
             self.positions_dirty.store(true, Ordering::Relaxed);
         }
@@ -271,11 +404,18 @@ impl Shared {
     /// list (blocking).
     pub(crate) fn disable(&self, id: WebhookId) -> Result<(), WebhookError> {
         let mut registry = lock(&self.registry);
-        let Some(hook) = registry.hooks.get_mut(&id) else {
-            return Ok(());
-        };
-        hook.disabled = true;
-        let saved = self.save_hooks(&registry);
+        let mut saved = Err(WebhookError::Conflict);
+        for _ in 0..SHARED_ATTEMPTS {
+            self.refresh(&mut registry)?;
+            let Some(hook) = registry.hooks.get_mut(&id) else {
+                return Ok(());
+            };
+            hook.disabled = true;
+            saved = self.save_hooks(&registry);
+            if !matches!(saved, Err(WebhookError::Conflict)) {
+                break;
+            }
+        }
         if saved.is_err() {
             // Disabled in memory for now; the next start retries it.
             tracing::error!(
@@ -286,7 +426,8 @@ impl Shared {
         saved
     }
 
-    /// Records an attempt, keeping the last `deliver::DELIVERIES_KEPT`.
+    /// Records an attempt, keeping the last `deliver::DELIVERIES_KEPT` (in
+    /// a cluster also in the shared store, for every node's list).
     pub(crate) fn record(&self, id: WebhookId, delivery: Delivery) {
         self.stats.count(delivery.status);
         let mut all = lock(&self.deliveries);
@@ -294,6 +435,18 @@ impl Shared {
         list.push_back(delivery);
         while list.len() > deliver::DELIVERIES_KEPT {
             list.pop_front();
+        }
+        if let Some(store) = self.store.get().cloned() {
+            let records: Vec<files::DeliveryRecord> = list.iter().map(Into::into).collect();
+            drop(all);
+            if let Ok(bytes) = serde_json::to_vec(&records) {
+                // Off the delivery loop; the attempts list is informative.
+                std::thread::spawn(move || {
+                    if let Err(e) = store.put(&deliveries_doc(id), &bytes) {
+                        tracing::debug!(error = %e, "cannot share a webhook's attempts");
+                    }
+                });
+            }
         }
     }
 }
@@ -327,30 +480,13 @@ impl Webhooks {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
         let hooks_path = dir.join(HOOKS_FILE);
-        let mut registry = Registry {
-            next_id: 1,
-            hooks: BTreeMap::new(),
+        let registry = match read_json::<HooksFile>(&hooks_path)? {
+            Some(file) => registry_of(&hooks_path, file)?,
+            None => Registry {
+                next_id: 1,
+                hooks: BTreeMap::new(),
+            },
         };
-        if let Some(file) = read_json::<HooksFile>(&hooks_path)? {
-            check_version(&hooks_path, file.version)?;
-            let malformed = |reason: String| WebhookError::Malformed {
-                path: hooks_path.clone(),
-                reason,
-            };
-            registry.next_id = file.next_id;
-            for record in &file.webhooks {
-                let hook = record.to_webhook().map_err(malformed)?;
-                if hook.id.0 >= file.next_id {
-                    return Err(malformed(format!(
-                        "webhook {} is not below nextId {}",
-                        hook.id.0, file.next_id
-                    )));
-                }
-                if registry.hooks.insert(hook.id, hook).is_some() {
-                    return Err(malformed(format!("webhook {} is listed twice", record.id)));
-                }
-            }
-        }
         let positions_path = dir.join(POSITIONS_FILE);
         let mut stored = BTreeMap::new();
         if let Some(file) = read_json::<PositionsFile>(&positions_path)? {
@@ -376,6 +512,9 @@ impl Webhooks {
                 positions_dirty: AtomicBool::new(false),
                 deliveries: Mutex::new(HashMap::new()),
                 stats: WebhookStats::default(),
+                store: std::sync::OnceLock::new(),
+                revision: std::sync::atomic::AtomicU64::new(0),
+                delivering: AtomicBool::new(true),
             }),
             commands,
             receiver: Mutex::new(Some(receiver)),
@@ -394,24 +533,36 @@ impl Webhooks {
     /// at the feed's current head.
     pub fn create(&self, app: ApplicationId, new: NewWebhook) -> Result<Webhook, WebhookError> {
         let mut registry = lock(&self.shared.registry);
-        let id = WebhookId(registry.next_id);
-        let hook = Webhook {
-            id,
-            application: app,
-            url: new.url,
-            types: new.types,
-            secret: new.secret,
-            created: self.shared.clock.now(),
-            disabled: false,
-            start: self.shared.feed.head(),
+        let mut attempts = 0;
+        let hook = loop {
+            attempts += 1;
+            self.shared.refresh(&mut registry)?;
+            let id = WebhookId(registry.next_id);
+            let hook = Webhook {
+                id,
+                application: app,
+                url: new.url.clone(),
+                types: new.types.clone(),
+                secret: new.secret.clone(),
+                created: self.shared.clock.now(),
+                disabled: false,
+                start: self.shared.feed.head(),
+            };
+            // The id is used up even if the write fails: ids are never reused.
+            registry.next_id += 1;
+            registry.hooks.insert(id, hook.clone());
+            match self.shared.save_hooks(&registry) {
+                Ok(()) => break hook,
+                Err(WebhookError::Conflict) if attempts < SHARED_ATTEMPTS => {
+                    registry.hooks.remove(&id);
+                }
+                Err(e) => {
+                    registry.hooks.remove(&id);
+                    return Err(e);
+                }
+            }
         };
-        // The id is used up even if the write fails: ids are never reused.
-        registry.next_id += 1;
-        registry.hooks.insert(id, hook.clone());
-        if let Err(e) = self.shared.save_hooks(&registry) {
-            registry.hooks.remove(&id);
-            return Err(e);
-        }
+        let id = hook.id;
         drop(registry);
         lock(&self.shared.positions).insert(id, hook.start);
         tracing::info!(
@@ -447,16 +598,27 @@ impl Webhooks {
     /// `app` has no such webhook. Its deliveries stop.
     pub fn delete(&self, app: ApplicationId, id: WebhookId) -> Result<bool, WebhookError> {
         let mut registry = lock(&self.shared.registry);
-        let Some(hook) = registry.hooks.remove(&id) else {
-            return Ok(false);
-        };
-        if hook.application != app {
-            registry.hooks.insert(id, hook);
-            return Ok(false);
-        }
-        if let Err(e) = self.shared.save_hooks(&registry) {
-            registry.hooks.insert(id, hook);
-            return Err(e);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.shared.refresh(&mut registry)?;
+            let Some(hook) = registry.hooks.remove(&id) else {
+                return Ok(false);
+            };
+            if hook.application != app {
+                registry.hooks.insert(id, hook);
+                return Ok(false);
+            }
+            match self.shared.save_hooks(&registry) {
+                Ok(()) => break,
+                Err(WebhookError::Conflict) if attempts < SHARED_ATTEMPTS => {
+                    registry.hooks.insert(id, hook);
+                }
+                Err(e) => {
+                    registry.hooks.insert(id, hook);
+                    return Err(e);
+                }
+            }
         }
         drop(registry);
         let _ = self.commands.send(deliver::Command::Stop(id));
@@ -475,6 +637,22 @@ impl Webhooks {
     /// if `app` has no such webhook.
     pub fn deliveries(&self, app: ApplicationId, id: WebhookId) -> Option<Vec<Delivery>> {
         self.get(app, id)?;
+        if let Some(store) = self.shared.store.get() {
+            // The delivering node's record of them (blocking).
+            if !self.shared.delivering.load(Ordering::Acquire) {
+                let loaded = store.load(&deliveries_doc(id)).ok().flatten();
+                let records: Vec<files::DeliveryRecord> = loaded
+                    .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
+                    .unwrap_or_default();
+                return Some(
+                    records
+                        .iter()
+                        .rev()
+                        .filter_map(|r| r.to_delivery())
+                        .collect(),
+                );
+            }
+        }
         let all = lock(&self.shared.deliveries);
         Some(
             all.get(&id)
@@ -494,6 +672,48 @@ impl Webhooks {
     /// name) under this server's address policy.
     pub async fn check_url(&self, url: &Url) -> Result<(), String> {
         address::check_url(url, self.shared.config.allow_private).await
+    }
+
+    /// Keeps the list, positions and attempts in a cluster's shared store
+    /// from now on (blocking: loads them). Call before `start`; this node
+    /// delivers nothing until `set_delivering(true)`.
+    pub fn attach_store(&self, store: Arc<dyn SharedStore>) -> Result<(), WebhookError> {
+        self.shared.delivering.store(false, Ordering::Release);
+        if self.shared.store.set(store).is_err() {
+            return Ok(());
+        }
+        let mut registry = lock(&self.shared.registry);
+        self.shared.refresh(&mut registry)?;
+        drop(registry);
+        self.shared.reload_positions();
+        Ok(())
+    }
+
+    /// Takes a version of the shared list another node wrote (a watcher
+    /// hands them over): deliveries start and stop with it.
+    pub fn take_shared(&self, bytes: &[u8], revision: u64) -> Result<(), WebhookError> {
+        let mut registry = lock(&self.shared.registry);
+        let before: Vec<WebhookId> = registry.hooks.keys().copied().collect();
+        self.shared.take(&mut registry, bytes, revision)?;
+        let after: Vec<WebhookId> = registry.hooks.keys().copied().collect();
+        drop(registry);
+        for id in &before {
+            if !after.contains(id) {
+                let _ = self.commands.send(deliver::Command::Stop(*id));
+            }
+        }
+        for id in after {
+            let _ = self.commands.send(deliver::Command::Start(id));
+        }
+        Ok(())
+    }
+
+    /// Makes this node the one delivering (or not); in a cluster one node
+    /// at a time delivers, from the positions the last one stored.
+    pub fn set_delivering(&self, on: bool) {
+        if self.shared.delivering.swap(on, Ordering::AcqRel) != on {
+            let _ = self.commands.send(deliver::Command::Deliver(on));
+        }
     }
 
     /// Delivery counters and gauges (for metrics).
