@@ -3,8 +3,10 @@
 //!
 //! Owns: the registry of webhooks (validated `NewWebhook`s, ids that are
 //! never reused), its files in `<data>/webhooks/` (the list, secrets
-//! included, mode 0600; each webhook's delivery position), and `Webhooks`,
-//! the handle the HTTP layer holds. Delivery itself (one loop per webhook on
+//! included, mode 0600; each webhook's delivery position) or, in a cluster,
+//! a `SharedStore` every node uses (the same documents, the list changed by
+//! compare-and-set; one node delivers at a time, `set_delivering`), and
+//! `Webhooks`, the handle the HTTP layer holds. Delivery itself (one loop per webhook on
 //! a dedicated thread, retries, records of attempts, stats) is in
 //! `deliver`, signatures in `sign`, the address policy in `address`.
 //!
