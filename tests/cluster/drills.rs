@@ -953,5 +953,31 @@ async fn webhooks_are_shared_by_every_node_and_delivery_survives_its_node() {
             actix_rt::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // Erasing a customer through one node removes it everywhere: its
+    // progress on every node, and its entries from every node's feed.
+    let erase = c
+        .delete(format!("http://127.0.0.1:{}/v1/customer_data/c1", ports[1]))
+        .insert_header(("Authorization", auth.clone()))
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(erase.status(), 204);
+    for port in &ports {
+        let path = format!("/v1/customer_profiles/c1/achievements/{achievement}");
+        let v = until_ok(&c, &[*port], "GET", &path, &auth, None).await;
+        assert_eq!(v["totalResultSize"], 0, "node on {port} still has c1: {v}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while feed(*port, &auth)
+            .await
+            .iter()
+            .any(|(_, _, who)| who == "c1")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node on {port} still tells c1's entries"
+            );
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     server.stop(false).await;
 }
