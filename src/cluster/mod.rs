@@ -1,16 +1,16 @@
-//! Cluster mode's building blocks on NATS JetStream (SPEC §6): the engine's
-//! log kept in replicated, deduplicating JetStream streams instead of local
-//! files. Depends on the engine's types (partitions, positions), never the
-//! other way round.
+//! Cluster mode on NATS JetStream (SPEC §6): the engine's `Remote` with
+//! partition and catalog logs in replicated, deduplicating JetStream
+//! streams. Depends on the engine's types and interfaces, never the other
+//! way round; single-node mode does not use it.
 //!
-//! Owns: the stream layout and the partition log client (`streams`);
-//! partition leases, live nodes and rendezvous ownership (`leases`);
-//! partition snapshots in the object store, fenced by the lease
-//! (`snapshots`); takeover — newest snapshot plus replay of the log from
-//! its position (`takeover`); the catalog followed by every node
-//! (`catalog`). The owner's apply loop, request forwarding and the server's
-//! `--cluster` mode come next; until then nothing in the server uses this module, and
-//! single-node mode is unchanged.
+//! Owns: the stream layout and log client (`streams`); leases, live nodes
+//! and rendezvous ownership (`leases`); a node — joining, submitting
+//! records and awaiting owners' answers, reads, the catalog it follows
+//! (`node`); owning partitions — takeover, the apply loop, hand-over
+//! (`owner`, `takeover`); partition snapshots fenced by the lease
+//! (`snapshots`); the feed stream (`feed`); shared webhooks (`webhooks`);
+//! what nodes send each other (`wire`); the node's own thread (`service`);
+//! catalog helpers for tools and tests (`catalog`).
 
 pub mod catalog;
 pub mod feed;
