@@ -317,6 +317,9 @@ impl Running {
             cluster.leave().await;
         }
         if let Ok(e) = failed_rx.await {
+            if self.cluster.is_some() {
+                anyhow::bail!("cannot join the cluster: {e}");
+            }
             anyhow::bail!("cannot restore from {}: {e}", data_dir.display());
         }
         if let Some(store) = self.store.get().cloned() {

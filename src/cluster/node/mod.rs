@@ -157,15 +157,18 @@ impl Node {
         .await?;
         let meta = retrying(|| meta(&js, config.replicas)).await?;
         let hooks_kv = retrying(|| super::webhooks::bucket(&js, config.replicas)).await?;
-        {
-            // The shared list and positions, before anything delivers.
+        // The shared list and positions, before anything delivers.
+        retrying(|| {
             let store = KvWebhookStore::new(hooks_kv.clone(), tokio::runtime::Handle::current());
             let webhooks = webhooks.clone();
-            tokio::task::spawn_blocking(move || webhooks.attach_store(store))
-                .await
-                .map_err(|e| js_error("webhooks", e))?
-                .map_err(|e| js_error("webhooks", e))?;
-        }
+            async move {
+                tokio::task::spawn_blocking(move || webhooks.attach_store(store))
+                    .await
+                    .map_err(|e| js_error("webhooks", e))?
+                    .map_err(|e| js_error("webhooks", e))
+            }
+        })
+        .await?;
         let client = log.client();
         let reply_subject = format!("achv.r.{:016x}", rand::random::<u64>());
         let answers =

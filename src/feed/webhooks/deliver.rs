@@ -269,7 +269,10 @@ async fn run(
             }
             Command::Deliver(true) => {
                 let s = shared.clone();
-                let _ = actix_rt::task::spawn_blocking(move || s.reload_positions()).await;
+                let reloaded = actix_rt::task::spawn_blocking(move || s.reload_positions()).await;
+                if let Ok(Err(e)) = reloaded {
+                    tracing::error!(error = %e, "cannot read the shared webhook positions; delivering from the last ones known here");
+                }
                 for id in shared.active_ids() {
                     start(&mut running, id);
                 }

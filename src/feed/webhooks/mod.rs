@@ -318,19 +318,15 @@ impl Shared {
     }
 
     /// In a cluster: the positions the delivering node stored (blocking).
-    pub(crate) fn reload_positions(&self) {
+    pub(crate) fn reload_positions(&self) -> Result<(), WebhookError> {
         let Some(store) = self.store.get() else {
-            return;
+            return Ok(());
         };
-        let stored = match store.load(POSITIONS_FILE) {
-            Ok(Some((bytes, _))) => serde_json::from_slice::<PositionsFile>(&bytes)
+        let stored = match store.load(POSITIONS_FILE).map_err(WebhookError::Shared)? {
+            Some((bytes, _)) => serde_json::from_slice::<PositionsFile>(&bytes)
                 .map(|f| f.positions)
-                .unwrap_or_default(),
-            Ok(None) => BTreeMap::new(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the shared webhook positions; delivering from the list's starts");
-                BTreeMap::new()
-            }
+                .map_err(|e| WebhookError::Shared(format!("stored positions: {e}")))?,
+            None => BTreeMap::new(),
         };
         let mut positions = lock(&self.positions);
         for (id, p) in positions.iter_mut() {
@@ -338,6 +334,7 @@ impl Shared {
                 *p = (*p).max(*s);
             }
         }
+        Ok(())
     }
 
     /// Writes the positions file (blocking: call from a blocking task).
@@ -681,14 +678,12 @@ impl Webhooks {
     /// delivers nothing until `set_delivering(true)`.
     pub fn attach_store(&self, store: Arc<dyn SharedStore>) -> Result<(), WebhookError> {
         self.shared.delivering.store(false, Ordering::Release);
-        if self.shared.store.set(store).is_err() {
-            return Ok(());
-        }
+        // Once; a retried attach (the store was not answering) reads again.
+        let _ = self.shared.store.set(store);
         let mut registry = lock(&self.shared.registry);
         self.shared.refresh(&mut registry)?;
         drop(registry);
-        self.shared.reload_positions();
-        Ok(())
+        self.shared.reload_positions()
     }
 
     /// Takes a version of the shared list another node wrote (a watcher
