@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::deliver::{Delivery, DeliveryStatus};
-use super::{parse_types, parse_url, Secret, Webhook, WebhookError, WebhookId, FORMAT_VERSION};
+use super::{
+    parse_types, parse_url, Registry, Secret, Webhook, WebhookError, WebhookId, FORMAT_VERSION,
+};
 use crate::domain::ApplicationId;
 
 #[derive(Serialize, Deserialize)]
@@ -186,4 +188,30 @@ impl DeliveryRecord {
             at: self.at,
         })
     }
+}
+
+/// The list a file (or the cluster's shared store) holds, checked.
+pub(super) fn registry_of(path: &Path, file: HooksFile) -> Result<Registry, WebhookError> {
+    check_version(path, file.version)?;
+    let malformed = |reason: String| WebhookError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut registry = Registry {
+        next_id: file.next_id,
+        hooks: BTreeMap::new(),
+    };
+    for record in &file.webhooks {
+        let hook = record.to_webhook().map_err(malformed)?;
+        if hook.id.0 >= file.next_id {
+            return Err(malformed(format!(
+                "webhook {} is not below nextId {}",
+                hook.id.0, file.next_id
+            )));
+        }
+        if registry.hooks.insert(hook.id, hook).is_some() {
+            return Err(malformed(format!("webhook {} is listed twice", record.id)));
+        }
+    }
+    Ok(registry)
 }
