@@ -141,7 +141,15 @@ impl SnapshotStore {
     ) -> Result<Result<SnapshotHead, Refused>, ClusterError> {
         let p = lease.partition;
         let head = SnapshotHead {
-            object: format!("p{}-{}-{}", p.0, position.0, lease.revision),
+            // Unique per attempt: a refused attempt deletes only its own
+            // object, never one a head points to.
+            object: format!(
+                "p{}-{}-{}-{:08x}",
+                p.0,
+                position.0,
+                lease.revision,
+                rand::random::<u32>()
+            ),
             position,
             lease_revision: lease.revision,
         };
@@ -163,22 +171,27 @@ impl SnapshotStore {
         if leases.holder(p).await?.as_ref() != Some(lease) {
             return refused(Refused::LeaseLost).await;
         }
+        // Refused for certain: another commit moved the head first. Any
+        // other failure may have moved it all the same (an answer lost):
+        // the object stays, and the error is returned.
         let moved = match &current {
-            None => self
-                .heads
-                .create(key(p), head.encode())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Some((revision, _)) => self
-                .heads
-                .update(key(p), head.encode(), *revision)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            None => match self.heads.create(key(p), head.encode()).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e.to_string()),
+            },
+            Some((revision, _)) => {
+                match self.heads.update(key(p), head.encode(), *revision).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
         };
-        if moved.is_err() {
-            return refused(Refused::Raced).await;
+        match moved {
+            Ok(true) => {}
+            Ok(false) => return refused(Refused::Raced).await,
+            Err(e) => return Err(js_error("snapshot head update")(e)),
         }
         if let Some((_, old)) = current.filter(|(_, old)| old.object != head.object) {
             let _ = self.objects.delete(old.object).await;
@@ -194,12 +207,16 @@ impl SnapshotStore {
         let Some(head) = self.head(p).await? else {
             return Ok(None);
         };
-        let mut object = self
-            .objects
-            .get(head.object.as_str())
-            .await
-            .map_err(|e| e.to_string())
-            .map_err(js_error("snapshot download"))?;
+        let mut object = match self.objects.get(head.object.as_str()).await {
+            Ok(o) => o,
+            // The head names an object that is gone: the partition's log
+            // is never cut, so replaying all of it gives the same state.
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => {
+                tracing::error!(partition = p.0, object = %head.object, "a partition's snapshot is missing; replaying its whole log");
+                return Ok(None);
+            }
+            Err(e) => return Err(js_error("snapshot download")(e.to_string())),
+        };
         let mut bytes = Vec::new();
         object
             .read_to_end(&mut bytes)

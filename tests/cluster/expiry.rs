@@ -108,6 +108,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[actix_web::test]
 async fn an_owner_records_expiry_in_the_log_and_every_node_tells_it_once() {
+    let _one = super::serial();
     let nats = NatsCluster::start(1);
     let urls = nats.urls();
     // Expiries are published from shard threads, onto the node's runtime.

@@ -6,6 +6,7 @@
 //! The log: records append in order per partition, a retried message id is
 //! stored once, and losing a server loses nothing (3 servers, replicas 3).
 //! Leases, snapshots, takeover and the catalog: below.
+#![allow(clippy::await_holding_lock)] // `serial`: held across awaits on purpose
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,16 @@ use achievements_engine::cluster::{
 };
 use achievements_engine::engine::log::{PartitionId, Position};
 use bytes::Bytes;
+
+/// One test at a time: each starts its own JetStream servers (and the
+/// drills three engines), and on two cores parallel ones would slow each
+/// other's leader elections past their deadlines. Held across awaits on
+/// purpose (each test has its own runtime; the lock only orders them).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The pinned `nats-server`, installed on first use (once per test run).
 fn nats_server() -> PathBuf {
@@ -196,6 +207,7 @@ async fn bodies(log: &JetStreamLog, p: u32, from: u64) -> Vec<(u64, String)> {
 
 #[actix_web::test]
 async fn records_append_in_order_a_retried_id_is_stored_once_and_a_lost_server_loses_nothing() {
+    let _one = crate::serial();
     let mut cluster = NatsCluster::start(3);
     let urls = cluster.urls();
     // 4 partitions over 4 streams would give each its own: 20 partitions
@@ -267,6 +279,7 @@ async fn records_append_in_order_a_retried_id_is_stored_once_and_a_lost_server_l
 
 #[actix_web::test]
 async fn a_lease_has_one_holder_is_renewed_by_revision_fences_a_lost_holder_and_expires() {
+    let _one = crate::serial();
     let cluster = NatsCluster::start(1);
     let log = connect_with(&cluster.urls(), StreamLayout::new(4), 1).await;
     let ttl = Duration::from_secs(2);
@@ -373,6 +386,7 @@ async fn a_lease_has_one_holder_is_renewed_by_revision_fences_a_lost_holder_and_
 
 #[actix_web::test]
 async fn a_snapshot_is_committed_only_by_the_lease_holder_and_never_backwards() {
+    let _one = crate::serial();
     let cluster = NatsCluster::start(1);
     let log = connect_with(&cluster.urls(), StreamLayout::new(4), 1).await;
     let leases = Leases::open(log.jetstream(), Duration::from_secs(30), 1)
@@ -570,6 +584,7 @@ mod takeover {
 
     #[actix_web::test]
     async fn a_partition_is_taken_over_from_its_snapshot_and_the_rest_of_its_log() {
+        let _one = crate::serial();
         let cluster = NatsCluster::start(1);
         let log = connect_with(&cluster.urls(), StreamLayout::new(16), 1).await;
         let leases = Leases::open(log.jetstream(), std::time::Duration::from_secs(30), 1)
@@ -715,6 +730,7 @@ mod catalog {
 
     #[actix_web::test]
     async fn every_node_follows_the_catalog_log_to_the_same_catalog() {
+        let _one = crate::serial();
         let cluster = NatsCluster::start(1);
         let log = connect_with(&cluster.urls(), StreamLayout::new(16), 1).await;
 
