@@ -12,8 +12,14 @@
 //!
 //! A zombie (a node that lost its lease without noticing) cannot corrupt
 //! anything: state follows only from the log, which any node may append
-//! to, and a snapshot commit needs the lease's current revision. A node
-//! that cannot renew a lease for the lease's length drops the partition.
+//! to, and a snapshot commit needs the lease's current revision. Nor can
+//! it answer a read with state that may be stale: each partition task
+//! stops serving at its lease's local deadline — nine tenths of the lease
+//! after the last acquisition or renewal *was sent*, earlier than the
+//! bucket can let the key expire — unless a renewal moved the deadline.
+//! Renewals have a loop of their own and go out together, so neither a
+//! slow node listing (it needs the JetStream API, which waits for a meta
+//! leader after a server is lost) nor one slow lease holds them back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +51,8 @@ use partition::serve;
 struct Held {
     lease: Lease,
     renewed: Instant,
+    /// When the partition task stops serving unless renewed.
+    deadline: watch::Sender<Instant>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<Position, ClusterError>>,
 }
@@ -55,6 +63,9 @@ pub struct Ownership {
     serving: Vec<AtomicBool>,
     lag: Vec<AtomicU64>,
     leaving: AtomicBool,
+    /// Held by a renewal pass, a hand-over and a drop, so a lease is never
+    /// renewed while it is being given up.
+    lease_ops: tokio::sync::Mutex<()>,
     takeovers: AtomicU64,
     takeover_ms_total: AtomicU64,
     last_takeover_ms: AtomicU64,
@@ -89,6 +100,7 @@ impl Ownership {
             serving: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
             lag: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             leaving: AtomicBool::new(false),
+            lease_ops: tokio::sync::Mutex::new(()),
             takeovers: AtomicU64::new(0),
             takeover_ms_total: AtomicU64::new(0),
             last_takeover_ms: AtomicU64::new(0),
@@ -127,24 +139,34 @@ impl Ownership {
     }
 }
 
-/// The ownership loop; ends when the node leaves.
+/// The ownership loops; end when the node leaves.
 pub(super) async fn run(inner: Arc<Inner>) {
     // Leases are renewed every third of their length; free partitions are
     // looked for every second (a node that left hands its partitions over
     // at once, and they should not wait for a long lease's tick).
     let tick = (inner.config.lease / 3).clamp(Duration::from_millis(300), Duration::from_secs(1));
+    let renewing = tokio::spawn({
+        let inner = inner.clone();
+        async move {
+            let every = (inner.config.lease / 6).max(Duration::from_millis(50));
+            while !inner.ownership.leaving.load(Ordering::Acquire) {
+                renew(&inner).await;
+                tokio::time::sleep(every).await;
+            }
+        }
+    });
     while !inner.ownership.leaving.load(Ordering::Acquire) {
         if let Err(e) = step(&inner).await {
             tracing::warn!(error = %e, "ownership step failed; trying again");
         }
         tokio::time::sleep(tick).await;
     }
+    let _ = renewing.await;
 }
 
 async fn step(inner: &Arc<Inner>) -> Result<(), ClusterError> {
     let me = inner.config.node_id.clone();
     let beat = inner.nodes.heartbeat(&me, &inner.config.address).await;
-    renew(inner).await;
     // Webhooks are delivered by one node: the owner of partition 0.
     inner.webhooks.set_delivering(
         inner.ownership.holds(PartitionId(0)) && !inner.ownership.leaving.load(Ordering::Acquire),
@@ -164,8 +186,9 @@ async fn step(inner: &Arc<Inner>) -> Result<(), ClusterError> {
         let mine = owner_of(p, &live) == Some(me.as_str());
         let holds = inner.ownership.holds(p);
         if mine && !holds {
+            let sent = Instant::now();
             if let Some(lease) = inner.leases.acquire(p, &me).await? {
-                start(inner, p, lease);
+                start(inner, p, lease, sent);
             }
         } else if !mine && holds && live.contains(&me) {
             // Another live node is this partition's owner now (it joined):
@@ -176,53 +199,76 @@ async fn step(inner: &Arc<Inner>) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Renews every lease held; a lost one, or one not renewed for the
-/// lease's length, is dropped at once (another node may hold it now).
+/// How long a lease is held for sure after its acquisition or renewal
+/// was sent: the bucket lets the key expire `lease` after it stored the
+/// write, which is later; the tenth left is a margin for timers.
+fn held_for(lease: Duration) -> Duration {
+    lease - lease / 10
+}
+
+/// Renews every lease due (all at once); a lost one, or one not renewed
+/// for the lease's length, is dropped at once (another node may hold it
+/// now).
 async fn renew(inner: &Arc<Inner>) {
+    let _one = inner.ownership.lease_ops.lock().await;
+    if inner.ownership.leaving.load(Ordering::Acquire) {
+        return;
+    }
     let held: Vec<(u32, Lease, Instant, bool)> = inner
         .ownership
         .lock()
         .iter()
         .map(|(p, h)| (*p, h.lease.clone(), h.renewed, h.task.is_finished()))
         .collect();
+    let mut due = Vec::new();
     for (p, lease, renewed, finished) in held {
         let p = PartitionId(p);
         if finished {
-            // Its task failed (logged): let go, and take it again afresh.
-            drop_partition(inner, p, true).await;
-            continue;
+            // Its task failed or outlived its lease (logged): let go, and
+            // take it again afresh.
+            let_go(inner, p, true).await;
+        } else if renewed.elapsed() >= inner.config.lease / 3 {
+            due.push((p, lease, renewed));
         }
-        if renewed.elapsed() < inner.config.lease / 3 {
-            continue;
-        }
-        match inner.leases.renew(&lease).await {
+    }
+    let sent = Instant::now();
+    let results = futures_util::future::join_all(
+        due.iter()
+            .map(|(_, lease, _)| async move { inner.leases.renew(lease).await }),
+    )
+    .await;
+    for ((p, _, renewed), result) in due.into_iter().zip(results) {
+        match result {
             Ok(Some(lease)) => {
                 if let Some(h) = inner.ownership.lock().get_mut(&p.0) {
                     h.lease = lease;
-                    h.renewed = Instant::now();
+                    h.renewed = sent;
+                    let _ = h.deadline.send(sent + held_for(inner.config.lease));
                 }
             }
             Ok(None) => {
                 tracing::warn!(partition = p.0, "lease lost; dropping the partition");
-                drop_partition(inner, p, false).await;
+                let_go(inner, p, false).await;
             }
             Err(e) if renewed.elapsed() >= inner.config.lease => {
                 tracing::warn!(partition = p.0, error = %e, "lease not renewed in time; dropping the partition");
-                drop_partition(inner, p, false).await;
+                let_go(inner, p, false).await;
             }
             Err(e) => tracing::debug!(partition = p.0, error = %e, "lease renewal failed"),
         }
     }
 }
 
-fn start(inner: &Arc<Inner>, p: PartitionId, lease: Lease) {
+fn start(inner: &Arc<Inner>, p: PartitionId, lease: Lease, sent: Instant) {
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(serve(inner.clone(), p, stopped));
+    let (deadline, until) = watch::channel(sent + held_for(inner.config.lease));
+    let task = tokio::spawn(serve(inner.clone(), p, stopped, until));
     inner.ownership.lock().insert(
         p.0,
         Held {
             lease,
-            renewed: Instant::now(),
+            renewed: sent,
+            deadline,
             stop,
             task,
         },
@@ -248,13 +294,16 @@ async fn stop(inner: &Arc<Inner>, p: PartitionId) -> Option<(Lease, Option<Posit
     Some((held.lease, next))
 }
 
-async fn drop_partition(inner: &Arc<Inner>, p: PartitionId, release: bool) {
-    let stopped = stop(inner, p).await;
+/// Stops serving a partition without a hand-over (its lease is lost, or
+/// its task failed); the caller holds `lease_ops`.
+async fn let_go(inner: &Arc<Inner>, p: PartitionId, release: bool) {
+    // Not held (any more): whoever stopped it finishes the job.
+    let Some((lease, _)) = stop(inner, p).await else {
+        return;
+    };
     inner.publisher.discard(p);
-    if let Some((lease, _)) = stopped {
-        if release {
-            let _ = inner.leases.release(&lease).await;
-        }
+    if release {
+        let _ = inner.leases.release(&lease).await;
     }
     if let Err(e) = inner.engine.unload_partition(p).await {
         tracing::error!(partition = p.0, error = %e, "cannot unload a partition");
@@ -263,6 +312,7 @@ async fn drop_partition(inner: &Arc<Inner>, p: PartitionId, release: bool) {
 
 /// Stops applying, writes the partition's snapshot, releases the lease.
 async fn hand_over(inner: &Arc<Inner>, p: PartitionId) {
+    let _one = inner.ownership.lease_ops.lock().await;
     let Some((lease, next)) = stop(inner, p).await else {
         return;
     };

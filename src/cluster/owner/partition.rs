@@ -2,6 +2,9 @@
 //! then the log from its position), then the live log — each record
 //! applied in order and its submitter answered — reads served once caught
 //! up, snapshots now and then, and a check that the consumer still follows.
+//! It ends at its lease's deadline unless a renewal moved it: a node that
+//! cannot renew (a server lost, a network split) must not answer reads
+//! that another owner may have moved past.
 
 use super::*;
 
@@ -24,6 +27,7 @@ pub(super) async fn serve(
     inner: Arc<Inner>,
     p: PartitionId,
     mut stopped: watch::Receiver<bool>,
+    deadline: watch::Receiver<Instant>,
 ) -> Result<Position, ClusterError> {
     let began = Instant::now();
     // Whatever an earlier ownership left is stale.
@@ -64,8 +68,16 @@ pub(super) async fn serve(
                 "partition taken over"
             );
         }
+        let until = *deadline.borrow();
         tokio::select! {
             _ = stopped.changed() => return Ok(next),
+            _ = tokio::time::sleep_until(until) => {
+                if Instant::now() >= *deadline.borrow() {
+                    inner.ownership.serving[p.0 as usize].store(false, Ordering::Relaxed);
+                    tracing::warn!(partition = p.0, "lease not renewed in time; no longer serving the partition");
+                    return Err(ClusterError::JetStream { what: "lease renewal", reason: "not renewed in time".into() });
+                }
+            }
             msg = records.next() => {
                 let Some(msg) = msg else {
                     return Err(ClusterError::JetStream { what: "partition log", reason: "the consumer ended".into() });
@@ -99,7 +111,9 @@ pub(super) async fn serve(
                 }
             }
             q = next_query(&mut queries) => {
-                if let Some(q) = q {
+                // Past the deadline another node may own the partition and
+                // have moved on: its answer is the one to get.
+                if let Some(q) = q.filter(|_| Instant::now() < *deadline.borrow()) {
                     answer_query(&inner, p, q).await;
                 }
             }
