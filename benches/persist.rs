@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use achievements_engine::persist::codec;
 use achievements_engine::persist::model::{
-    AppliedEventV1, CatalogV1, ChunkV3, DecimalV1, EffectV1, IterationV1, PairOpV1, PairRecordV1,
-    PairV1, TimeV1, TrackerV1,
+    CatalogV1, ChangeV5, ChunkV5, DecimalV1, IterationV1, PairOpV1, PairRecordV1, PairV5,
+    RememberedV5, TimeV1, TrackerV5,
 };
 use achievements_engine::persist::snapshot::{self, SnapshotWriter};
 use achievements_engine::persist::wal::{OnFailure, Wal};
@@ -52,9 +52,9 @@ fn dec(d: Decimal) -> DecimalV1 {
 }
 
 /// One pair as a busy engine holds it: a current daily iteration in
-/// progress; every tenth pair also remembers three applied event ids (with
-/// their effects) for idempotency and rollback.
-fn pair(i: usize) -> PairV1 {
+/// progress; every tenth pair also remembers three applied event ids (as
+/// keys, with what each did) for idempotency and rollback.
+fn pair(i: usize) -> PairV5 {
     let day = Utc
         .with_ymd_and_hms(2025, 6, 1, 0, 0, 0)
         .single()
@@ -62,33 +62,29 @@ fn pair(i: usize) -> PairV1 {
         .timestamp();
     let tracker = ((i as u64) + 1) << 24;
     let progress = Decimal::from((i % 50) as u64 + 1);
-    let target = Decimal::from(100);
     let events = if i.is_multiple_of(10) {
         (0..3)
-            .map(|k| AppliedEventV1 {
-                event_id: format!("evt-{i:08}-{k}"),
-                arrived: TimeV1 {
-                    secs: day + 3600 + k,
-                    nanos: 123_456_789,
-                },
-                effects: vec![EffectV1::Increase {
-                    tracker,
+            .map(|k| RememberedV5 {
+                key: (i as u64) << 8 | k as u64,
+                arrived_ms: (day + 3600 + k) * 1000 + 123,
+                change: ChangeV5::One {
+                    seq: 0,
                     delta: dec(Decimal::ONE),
                     value: dec(progress),
-                    target: dec(target),
                     just_completed: false,
-                }],
+                    started: false,
+                },
                 rolled_back: false,
             })
             .collect()
     } else {
         Vec::new()
     };
-    PairV1 {
+    PairV5 {
         achievement: 3,
         customer: format!("customer-{i:08}"),
         last_lsn: i as u64 + 1,
-        tracker: TrackerV1 {
+        tracker: TrackerV5 {
             tracker_base: tracker,
             next_seq: 1,
             current: Some(IterationV1 {
@@ -117,12 +113,12 @@ fn catalog() -> CatalogV1 {
 
 /// Writes a snapshot of `pairs` the way `Store::snapshot` does (encode each
 /// chunk, write it, finish with fsync + rename + directory fsync).
-fn write_snapshot(dir: &std::path::Path, id: u64, pairs: &[PairV1]) -> (PathBuf, u64) {
+fn write_snapshot(dir: &std::path::Path, id: u64, pairs: &[PairV5]) -> (PathBuf, u64) {
     let mut writer = SnapshotWriter::create(dir, id, PARTITIONS).expect("create snapshot");
     writer.write_catalog(&catalog().into()).expect("catalog");
     for (i, chunk) in pairs.chunks(CHUNK_PAIRS).enumerate() {
         writer
-            .write_chunk(&ChunkV3 {
+            .write_chunk(&ChunkV5 {
                 partition: (i % PARTITIONS) as u32,
                 pairs: chunk.to_vec(),
             })
@@ -136,7 +132,7 @@ fn write_snapshot(dir: &std::path::Path, id: u64, pairs: &[PairV1]) -> (PathBuf,
 
 fn snapshots(c: &mut Criterion) {
     let started = Instant::now();
-    let pairs: Vec<PairV1> = (0..PAIRS).map(pair).collect();
+    let pairs: Vec<PairV5> = (0..PAIRS).map(pair).collect();
     let dir = bench_dir();
     let (path, size) = write_snapshot(dir.path(), 1, &pairs);
     println!(
@@ -200,7 +196,7 @@ fn snapshots(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0usize;
             for bytes in black_box(&encoded) {
-                let chunk: Vec<PairV1> = codec::decode(bytes).expect("decode chunk");
+                let chunk: Vec<PairV5> = codec::decode(bytes).expect("decode chunk");
                 n += chunk.len();
             }
             n

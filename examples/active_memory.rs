@@ -11,15 +11,6 @@ use achievements_engine::domain::{AchievementDraft, CustomerId, Increase, Recurr
 use achievements_engine::engine::{testing, Catalog, Engine, EngineConfig, EventInput};
 use rust_decimal::Decimal;
 
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
         .nth(1)
@@ -52,7 +43,7 @@ fn main() -> anyhow::Result<()> {
                 event_id: None,
             },
         };
-        let start = rss();
+        let start = testing::resident_bytes();
         for chunk in customers.chunks(10_000) {
             engine
                 .increase_batch(chunk.iter().map(input).collect())
@@ -60,7 +51,7 @@ fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()?;
         }
-        let passive = rss();
+        let passive = testing::resident_bytes();
         let started = Instant::now();
         // A message within a second of the previous one activates the pair.
         for chunk in customers.chunks(256) {
@@ -70,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let actors = engine.stats().actors.load(Ordering::Relaxed).max(0) as u64;
-        let active = rss();
+        let active = testing::resident_bytes();
         println!("| measure | value |\n|---|---|");
         println!("| pairs | {n} |");
         println!(

@@ -22,22 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use achievements_engine::config::Settings;
+use achievements_engine::engine::testing;
 use achievements_engine::http::server;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
 use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-
-/// This process's resident memory, in bytes.
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -180,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         .context("achievement id")?;
 
     // 1. Throughput.
-    let rss_before = rss();
+    let rss_before = testing::resident_bytes();
     let start = Instant::now();
     let mut sent = 0;
     while sent < events {
@@ -228,8 +219,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "memory: resident set grew {:.1} MiB for {events} pairs and {want} feed entries ({:.0} bytes per entry if a pair takes ~330 bytes)",
-        (rss().saturating_sub(rss_before)) as f64 / (1024.0 * 1024.0),
-        (rss().saturating_sub(rss_before) as f64 - 330.0 * events as f64) / want as f64
+        (testing::resident_bytes().saturating_sub(rss_before)) as f64 / (1024.0 * 1024.0),
+        (testing::resident_bytes().saturating_sub(rss_before) as f64 - 330.0 * events as f64) / want as f64
     );
 
     // 2. Latency: a webhook receiver and an SSE stream.

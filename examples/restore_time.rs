@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use achievements_engine::domain::{AchievementDraft, CustomerId, Increase, RecurrencePolicy};
 use achievements_engine::engine::testing;
 use achievements_engine::engine::{Catalog, Engine, EngineConfig, EventInput};
-use achievements_engine::persist::model::PairV1;
+use achievements_engine::persist::model::PairV5;
 use achievements_engine::persist::snapshot;
 use achievements_engine::persist::store::Store;
 use achievements_engine::persist::wal;
@@ -248,7 +248,7 @@ fn phases(dir: &Path) -> anyhow::Result<Phases> {
 
     let started = Instant::now();
     let mut converted = 0usize;
-    snapshot::read(&file.path, |_, chunk: Vec<PairV1>| {
+    snapshot::read(&file.path, |_, chunk: Vec<PairV5>| {
         for pair in chunk {
             let customer = CustomerId::parse(&pair.customer, "/integrationId")
                 .map_err(|e| snapshot::SnapshotError::Decode(e.message))?;

@@ -3,10 +3,12 @@
 //! newest snapshot and replays the partition's JetStream log from the
 //! position the snapshot covers, then serves.
 //!
-//! Owns: `snapshot_partition` and `take_over`. The snapshot is the
-//! partition's pairs as version 3 snapshot sections (`ChunkV3`, each
-//! length-prefixed), the log records are version 4 shard records: the same
-//! encodings as the single node's files, so both read each other's data.
+//! Owns: `snapshot_partition` and `take_over`. The snapshot is `SECTIONS_V5`
+//! and then the partition's pairs as version 4 snapshot sections (`ChunkV5`,
+//! each length-prefixed; a blob without the mark holds `ChunkV3` sections,
+//! as written before it), the log records are version 4 shard records: the
+//! same encodings as the single node's files, so both read each other's
+//! data.
 
 use std::sync::Arc;
 
@@ -21,6 +23,10 @@ use crate::persist::store::{decode_chunk, encode_chunk};
 /// Pairs per snapshot section, and records per replayed batch.
 const CHUNK: usize = 2048;
 const BATCH: usize = 1000;
+/// The first bytes of a blob of `ChunkV5` sections. A blob of `ChunkV3`
+/// sections starts with a section's length, whose last byte is 0 (no
+/// section reaches 2^24 bytes), so it never starts with these.
+const SECTIONS_V5: &[u8; 8] = b"ACHVPS05";
 
 fn engine_error(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::JetStream {
@@ -39,7 +45,7 @@ fn bad(what: &'static str) -> impl Fn(String) -> ClusterError {
 pub async fn snapshot_partition(engine: &Engine, p: PartitionId) -> Result<Vec<u8>, ClusterError> {
     let begin = engine.snapshot_begin(p).await.map_err(engine_error)?;
     let encode: EncodeChunk = Arc::new(encode_chunk);
-    let mut out = Vec::new();
+    let mut out = SECTIONS_V5.to_vec();
     let mut from = 0;
     loop {
         let chunk = engine
@@ -66,7 +72,10 @@ pub async fn load_snapshot(
 ) -> Result<Position, ClusterError> {
     let mut from = Position(0);
     if let Some((covered, blob)) = snapshots.latest(p).await? {
-        let mut rest = &blob[..];
+        let (legacy, mut rest) = match blob.strip_prefix(SECTIONS_V5) {
+            Some(rest) => (false, rest),
+            None => (true, &blob[..]),
+        };
         while !rest.is_empty() {
             let len = rest
                 .get(..4)
@@ -77,7 +86,7 @@ pub async fn load_snapshot(
             let section = rest
                 .get(4..4 + len)
                 .ok_or_else(|| bad("snapshot section")("cut short".into()))?;
-            let (partition, images) = decode_chunk(engine, section)
+            let (partition, images) = decode_chunk(engine, section, legacy)
                 .map_err(|e| bad("snapshot section")(e.to_string()))?;
             if partition != p {
                 return Err(bad("snapshot section")(format!(

@@ -6,7 +6,7 @@
 //! inputs to the same state always gives the same state and answer. No actix,
 //! no I/O, no clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -17,7 +17,12 @@ use super::achievement::{AchievementRules, Bounds, RecurrencePolicy};
 use super::effects::{Effect, EventResult, Outcome, Reason};
 use super::error::DomainError;
 use super::ids::{EventId, ProgressTrackerId};
+
+mod remembered;
+
 use super::period::PeriodEnd;
+use remembered::Remembered;
+pub use remembered::{AppliedChange, EventKey, RememberedEvent};
 
 /// Bits of a progress tracker id that count the pair's iterations; the rest
 /// is the pair's number. Ids stay below 2^53 for ~500 million pairs, so
@@ -137,14 +142,6 @@ pub struct Increase {
     pub event_id: Option<EventId>,
 }
 
-/// An applied event remembered for idempotency and rollback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedEvent {
-    pub arrived: DateTime<Utc>,
-    pub effects: Vec<Effect>,
-    pub rolled_back: bool,
-}
-
 /// The whole state of one (customer, achievement) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PairTracker {
@@ -164,15 +161,6 @@ pub struct PairTracker {
     events: Option<Box<Remembered>>,
 }
 
-/// Applied event ids of a pair, for idempotency and rollback.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Remembered {
-    map: HashMap<EventId, AppliedEvent>,
-    /// The earliest arrival in `map`, so forgetting old ids scans only when
-    /// something is due.
-    oldest: Option<DateTime<Utc>>,
-}
-
 /// The raw parts of a tracker, for snapshots.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TrackerParts {
@@ -180,7 +168,8 @@ pub struct TrackerParts {
     pub next_seq: u32,
     pub current: Option<Iteration>,
     pub history: Vec<Iteration>,
-    pub events: Vec<(EventId, AppliedEvent)>,
+    /// By key.
+    pub events: Vec<RememberedEvent>,
 }
 
 impl PairTracker {
@@ -194,32 +183,41 @@ impl PairTracker {
     }
 
     pub fn from_parts(parts: TrackerParts) -> PairTracker {
-        PairTracker {
+        let mut tracker = PairTracker {
             tracker_base: parts.tracker_base,
             next_seq: parts.next_seq,
             current: parts.current,
             history: (!parts.history.is_empty()).then(|| Box::new(parts.history.into())),
-            events: (!parts.events.is_empty()).then(|| {
-                Box::new(Remembered {
-                    oldest: parts.events.iter().map(|(_, e)| e.arrived).min(),
-                    map: parts.events.into_iter().collect(),
-                })
-            }),
+            events: None,
+        };
+        let mut remembered = Remembered::default();
+        for mut event in parts.events {
+            // Effects told whole (older snapshots) become compact when
+            // they fit.
+            if let AppliedChange::Effects(effects) = &event.change {
+                event.change =
+                    AppliedChange::of(effects, tracker.tracker_base, |t| tracker.iteration(t));
+            }
+            remembered.insert(event);
         }
+        tracker.events = (remembered.len() > 0).then(|| Box::new(remembered));
+        tracker
     }
 
-    fn remembered(&self, id: &EventId) -> Option<&AppliedEvent> {
-        self.events.as_ref().and_then(|e| e.map.get(id))
+    /// The pair's iteration with id `id`, current or past.
+    fn iteration(&self, id: ProgressTrackerId) -> Option<&Iteration> {
+        self.current
+            .iter()
+            .chain(self.history.iter().flat_map(|h| h.iter()))
+            .find(|it| it.id == id)
+    }
+
+    fn remembered(&self, id: &EventId) -> Option<RememberedEvent> {
+        self.events.as_ref().and_then(|e| e.get(EventKey::of(id)))
     }
 
     pub fn to_parts(&self) -> TrackerParts {
-        let mut events: Vec<_> = self
-            .events
-            .iter()
-            .flat_map(|e| e.map.iter())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        events.sort_by(|a, b| a.0.cmp(&b.0));
+        let events = self.events.iter().flat_map(|e| e.events()).collect();
         TrackerParts {
             tracker_base: self.tracker_base,
             next_seq: self.next_seq,
@@ -274,7 +272,7 @@ impl PairTracker {
 
     /// How many applied event ids are remembered.
     pub fn remembered_events(&self) -> usize {
-        self.events.as_ref().map_or(0, |e| e.map.len())
+        self.events.as_ref().map_or(0, |e| e.len())
     }
 
     /// When the current iteration expires, if it is in progress and has an end.
@@ -301,12 +299,9 @@ impl PairTracker {
         let Some(events) = self.events.as_mut() else {
             return;
         };
-        if events.oldest.is_some_and(|o| o + retention <= now) {
-            events.map.retain(|_, e| e.arrived + retention > now);
-            events.oldest = events.map.values().map(|e| e.arrived).min();
-            if events.map.is_empty() {
-                self.events = None;
-            }
+        events.forget(now, retention);
+        if events.len() == 0 {
+            self.events = None;
         }
     }
 
@@ -331,7 +326,9 @@ impl PairTracker {
             return Ok(EventResult {
                 outcome: Outcome::Duplicate,
                 reason: None,
-                effects: seen.effects.clone(),
+                effects: seen
+                    .change
+                    .effects(self.tracker_base, rules.target, |t| self.iteration(t)),
             });
         }
         if !ctx.campaign_running {
@@ -462,16 +459,15 @@ impl PairTracker {
             }
         }
         if let Some(id) = &inc.event_id {
-            let events = self.events.get_or_insert_with(Box::default);
-            events.oldest = Some(events.oldest.map_or(now, |o| o.min(now)));
-            events.map.insert(
-                id.clone(),
-                AppliedEvent {
+            let change = AppliedChange::of(&effects, self.tracker_base, |t| self.iteration(t));
+            self.events
+                .get_or_insert_with(Box::default)
+                .insert(RememberedEvent {
+                    key: EventKey::of(id),
                     arrived: now,
-                    effects: effects.clone(),
                     rolled_back: false,
-                },
-            );
+                    change,
+                });
         }
         Ok(EventResult::applied(effects))
     }
@@ -486,9 +482,16 @@ impl PairTracker {
             }
             let history = self.history.get_or_insert_with(Box::default);
             history.push_front(old);
-            history.truncate(history_cap);
+            let dropped: Vec<Iteration> = history.drain(history_cap.min(history.len())..).collect();
             if history.is_empty() {
                 self.history = None;
+            }
+            // A remembered start needs its iteration's dates: written out
+            // before the iteration goes.
+            if let Some(events) = self.events.as_mut() {
+                for it in &dropped {
+                    events.keep_start_of(it, self.tracker_base, target);
+                }
             }
         }
         self.current = Some(Iteration {
@@ -520,19 +523,7 @@ impl PairTracker {
         if record.rolled_back {
             return EventResult::rejected(Reason::AlreadyRolledBack);
         }
-        let increases: Vec<(ProgressTrackerId, Decimal, bool)> = record
-            .effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Increase {
-                    tracker,
-                    delta,
-                    just_completed,
-                    ..
-                } => Some((*tracker, *delta, *just_completed)),
-                _ => None,
-            })
-            .collect();
+        let increases = record.change.increases(self.tracker_base);
         let [(tracker, added, just_completed)] = increases[..] else {
             // It completed at least one on_completion iteration, which is closed.
             return EventResult::rejected(Reason::RollbackNotAllowed);
@@ -565,8 +556,8 @@ impl PairTracker {
             current: cur.progress,
             target: rules.target,
         };
-        if let Some(record) = self.events.as_mut().and_then(|e| e.map.get_mut(event_id)) {
-            record.rolled_back = true;
+        if let Some(events) = self.events.as_mut() {
+            events.set_rolled_back(EventKey::of(event_id));
         }
         EventResult::applied(vec![effect])
     }

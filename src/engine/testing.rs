@@ -30,3 +30,14 @@ pub async fn one_achievement(engine: &Engine, draft: AchievementDraft) -> Arc<Ac
         .await
         .expect("the achievement is valid")
 }
+
+/// This process's resident memory (`VmRSS`), in bytes; 0 where
+/// `/proc/self/status` is not there.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

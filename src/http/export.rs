@@ -1,7 +1,9 @@
 //! The CSV export of an achievement: one row per iteration (current and
 //! history) of every customer, streamed a chunk of customers at a time so an
 //! export of millions of rows is never built in memory at once. In a
-//! cluster a chunk is one partition, asked of its owner.
+//! cluster a chunk is one partition, asked of its owner; a partition that
+//! is moving to another node is waited for (`MOVE_PATIENCE`), since once
+//! the rows have begun an error can only cut the response short.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub const HEADER: &str =
 
 /// Customers read from a shard per chunk.
 const CHUNK: usize = 512;
+/// How long a cluster's export waits for a partition changing owners.
+const MOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Quotes a CSV cell when it needs it.
 fn cell(out: &mut String, value: &str) {
@@ -73,12 +77,23 @@ impl Cursor {
             if p >= self.engine.partitions() {
                 return None;
             }
-            self.partition = Some(p + 1);
-            return Some(
-                self.engine
+            let began = std::time::Instant::now();
+            loop {
+                match self
+                    .engine
                     .export_partition(PartitionId(p), &self.entry)
-                    .await,
-            );
+                    .await
+                {
+                    Err(EngineError::Unavailable(why)) if began.elapsed() < MOVE_PATIENCE => {
+                        tracing::debug!(partition = p, why, "export waits for a moving partition");
+                        actix_rt::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    rows => {
+                        self.partition = Some(p + 1);
+                        return Some(rows);
+                    }
+                }
+            }
         }
         loop {
             let shard_keys = self.keys.get(self.shard)?;

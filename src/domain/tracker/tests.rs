@@ -1508,8 +1508,12 @@ fn parts_round_trip() {
     let parts = tr.to_parts();
     assert_eq!(parts.history.len(), 2);
     assert_eq!(parts.events.len(), 3);
-    assert!(parts.events.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
-    assert!(parts.events[2].1.rolled_back);
+    assert!(
+        parts.events.windows(2).all(|w| w[0].key < w[1].key),
+        "sorted"
+    );
+    let c = EventKey::of(&eid("c"));
+    assert!(parts.events.iter().all(|e| e.rolled_back == (e.key == c)));
     let back = PairTracker::from_parts(parts.clone());
     assert_eq!(back, tr);
     assert_eq!(back.to_parts(), parts);
@@ -1691,4 +1695,113 @@ fn outside_schedule_is_checked_before_future_timestamp() {
     let r = fx.apply(&mut tr, now, "1", Some(ts("2024-01-01 00:10:00")), None);
     assert_eq!(r.reason, Some(Reason::FutureTimestamp));
     assert!(!tr.has_progress());
+}
+
+// ------------------------------------------------ remembered ids, compactly
+
+/// An event of the duplicate property: its delta (small, with decimals,
+/// beyond a 64-bit mantissa), which of a few ids it carries, and how long
+/// after the previous one it arrives.
+fn remembered_op() -> impl Strategy<Value = (String, usize, i64)> {
+    (
+        prop_oneof![
+            Just("1".to_string()),
+            Just("2.50".to_string()),
+            Just("7".to_string()),
+            Just("13".to_string()),
+            Just("0.001".to_string()),
+            Just("100000000000000000000.5".to_string()),
+        ],
+        0usize..12,
+        prop_oneof![Just(1i64), Just(3_600), Just(86_400 * 2)],
+    )
+}
+
+proptest! {
+    /// However an event landed — in the current iteration, opening one,
+    /// completing several, with amounts too wide for the compact form, its
+    /// iteration since pushed out of a short history — a retry is answered
+    /// `duplicate` with exactly the effects of the first answer, and a
+    /// restored copy of the pair answers the same.
+    #[test]
+    fn a_duplicate_answers_the_original_effects(
+        ops in prop::collection::vec(remembered_op(), 1..40),
+        recurrence in prop_oneof![Just(NoRecurrence), Just(OnExpiration), Just(OnCompletion)],
+        period in prop_oneof![Just("1D"), Just("1W"), Just("1Y")],
+    ) {
+        let mut fx = Fx::new(user("6", Some(period), recurrence));
+        fx.limits.history_cap = 2;
+        let mut tr = PairTracker::new(7);
+        let mut first: std::collections::HashMap<usize, (DateTime<Utc>, Vec<Effect>)> =
+            std::collections::HashMap::new();
+        let mut now = t0();
+        for (delta, id, gap) in &ops {
+            now += secs(*gap);
+            let key = format!("id-{id}");
+            let Ok(r) = fx.try_apply(&mut tr, now, delta, None, Some(&key)) else {
+                continue;
+            };
+            let remembered = first
+                .get(id)
+                .filter(|(at, _)| *at + fx.limits.idempotency_retention > now);
+            match remembered {
+                Some((_, effects)) => {
+                    prop_assert_eq!(r.outcome, Outcome::Duplicate);
+                    prop_assert_eq!(&r.effects, effects);
+                }
+                None => {
+                    prop_assert_ne!(r.outcome, Outcome::Duplicate);
+                    if r.outcome == Outcome::Applied {
+                        first.insert(*id, (now, r.effects.clone()));
+                    }
+                }
+            }
+            let back = PairTracker::from_parts(tr.to_parts());
+            prop_assert_eq!(&back, &tr);
+        }
+        // Every id still remembered answers its first effects, also from a
+        // restored copy.
+        let mut copy = PairTracker::from_parts(tr.to_parts());
+        for (id, (at, effects)) in &first {
+            if *at + fx.limits.idempotency_retention <= now {
+                continue;
+            }
+            for t in [&mut tr, &mut copy] {
+                let r = fx.apply(t, now, "1", None, Some(&format!("id-{id}")));
+                prop_assert_eq!(r.outcome, Outcome::Duplicate);
+                prop_assert_eq!(&r.effects, effects);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_duplicate_of_an_event_whose_iteration_left_the_history_keeps_its_start() {
+    let mut fx = Fx::new(user("2", Some("1D"), OnExpiration));
+    fx.limits.history_cap = 1;
+    let mut tr = PairTracker::new(1);
+    let first = fx.add_id(&mut tr, t0(), "1", "opener");
+    assert_eq!(first.effects.len(), 2, "a start and an increase");
+    // Two more days: the first iteration leaves the one-slot history.
+    fx.add_id(&mut tr, t0() + days(1), "1", "second");
+    fx.add_id(&mut tr, t0() + days(2), "1", "third");
+    assert!(tr
+        .iterations_at(t0() + days(2))
+        .all(|it| it.id != as_start(&first.effects[0]).0));
+    let again = fx.add_id(&mut tr, t0() + days(2), "1", "opener");
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert_eq!(again.effects, first.effects);
+}
+
+#[test]
+fn a_rollback_finds_a_compactly_remembered_increase() {
+    let fx = Fx::new(user("10", Some("1W"), OnExpiration));
+    let mut tr = PairTracker::new(1);
+    fx.add_id(&mut tr, t0(), "2.25", "a");
+    fx.add_id(&mut tr, t0() + secs(1), "3", "b");
+    let r = fx.rollback(&mut tr, t0() + secs(2), "a");
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(tr.current().map(|c| c.progress), Some(dec("3.00")));
+    let again = fx.rollback(&mut tr, t0() + secs(3), "a");
+    assert_eq!(again.reason, Some(Reason::AlreadyRolledBack));
 }

@@ -3,7 +3,7 @@
 //! without breaking old files. A new version adds types and keeps the
 //! readers of the old ones.
 //!
-//! Owns: the versions' types and conversions (`v1`, `v2`, `v3`), and how a
+//! Owns: the versions' types and conversions (`v1` … `v5`), and how a
 //! log payload says its version. A version 1 payload is bare bincode, whose
 //! first byte is a varint or an enum tag and so never `0xFF`; from version 2
 //! on a payload starts with `0xFF` and its version byte. A log continued by a
@@ -15,11 +15,13 @@
 //! | 2 | `CatalogRecordV2` | `ShardRecordV2` (+ erasure) | `CatalogV2`, as 1 |
 //! | 3 | as 2 | `PartitionRecordV3` | `CatalogV2`, `ChunkV3`, partition positions |
 //! | 4 | as 2 | `PartitionRecordV4` (+ expiry) | as 3 |
+//! | 5 | as 2 | as 4 | `CatalogV2`, `ChunkV5` (event ids as keys, changes compact) |
 
 pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod v4;
+pub mod v5;
 
 use serde::Serialize;
 
@@ -27,6 +29,7 @@ pub use v1::*;
 pub use v2::{AchievementV2, CatalogRecordV2, CatalogV2, EraseV2, ShardRecordRefV2, ShardRecordV2};
 pub use v3::{ChunkV3, PartitionRecordRefV3, PartitionRecordV3};
 pub use v4::{ExpireV4, PartitionRecordRefV4, PartitionRecordV4, ShardRecordRefV4, ShardRecordV4};
+pub use v5::{ChangeV5, ChunkV5, PairV5, RememberedV5, TrackerV5};
 
 use super::codec;
 use crate::engine::catalog::CatalogRecord;

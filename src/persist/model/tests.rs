@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::*;
 use crate::domain::effects::Effect;
 use crate::domain::period::PeriodEnd;
-use crate::domain::tracker::{AppliedEvent, TrackerParts};
+use crate::domain::tracker::{AppliedChange, EventKey, RememberedEvent, TrackerParts};
 use crate::domain::{
     AchievementId, CustomerId, EventId, Increase, Iteration, ProgressStatus, ProgressTrackerId,
 };
@@ -116,19 +116,59 @@ fn effect() -> impl Strategy<Value = Effect> {
     ]
 }
 
-fn applied_event() -> impl Strategy<Value = (EventId, AppliedEvent)> {
-    (event_id(), instant(), vec(effect(), 0..4), any::<bool>()).prop_map(
-        |(id, arrived, effects, rolled_back)| {
-            (
-                id,
-                AppliedEvent {
-                    arrived,
-                    effects,
-                    rolled_back,
-                },
-            )
-        },
+fn applied_change() -> impl Strategy<Value = AppliedChange> {
+    prop_oneof![
+        (
+            any::<u32>(),
+            decimal(),
+            decimal(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(seq, delta, value, just_completed, started)| AppliedChange::One {
+                    seq,
+                    delta,
+                    value,
+                    just_completed,
+                    started,
+                }
+            ),
+        vec(effect(), 0..4).prop_map(AppliedChange::Effects),
+    ]
+}
+
+fn remembered_event() -> impl Strategy<Value = RememberedEvent> {
+    (
+        any::<u64>(),
+        -8_000_000_000_000_000i64..8_000_000_000_000_000,
+        any::<bool>(),
+        applied_change(),
     )
+        .prop_map(|(key, ms, rolled_back, change)| RememberedEvent {
+            key: EventKey(key),
+            arrived: DateTime::from_timestamp_millis(ms).expect("in range"),
+            rolled_back,
+            change,
+        })
+}
+
+fn applied_event_v1() -> impl Strategy<Value = (EventId, AppliedEventV1)> {
+    (
+        event_id(),
+        instant().prop_map(TimeV1::from),
+        vec(effect(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(id, arrived, effects, rolled_back)| {
+            let v1 = AppliedEventV1 {
+                event_id: id.as_str().to_string(),
+                arrived,
+                effects: effects.iter().map(Into::into).collect(),
+                rolled_back,
+            };
+            (id, v1)
+        })
 }
 
 fn tracker_parts() -> impl Strategy<Value = TrackerParts> {
@@ -137,7 +177,7 @@ fn tracker_parts() -> impl Strategy<Value = TrackerParts> {
         any::<u32>(),
         proptest::option::of(iteration()),
         vec(iteration(), 0..4),
-        vec(applied_event(), 0..4),
+        vec(remembered_event(), 0..4),
     )
         .prop_map(
             |(tracker_base, next_seq, current, history, events)| TrackerParts {
@@ -150,15 +190,43 @@ fn tracker_parts() -> impl Strategy<Value = TrackerParts> {
         )
 }
 
-fn pair_v1() -> impl Strategy<Value = PairV1> {
+fn pair_v5() -> impl Strategy<Value = PairV5> {
     (any::<u64>(), any::<String>(), any::<u64>(), tracker_parts()).prop_map(
-        |(achievement, customer, last_lsn, parts)| PairV1 {
+        |(achievement, customer, last_lsn, parts)| PairV5 {
             achievement,
             customer,
             last_lsn,
-            tracker: TrackerV1::from(&parts),
+            tracker: TrackerV5::from(&parts),
         },
     )
+}
+
+/// A version 1 pair (what older snapshots hold) and its events' ids.
+fn pair_v1() -> impl Strategy<Value = (PairV1, Vec<EventId>)> {
+    (
+        any::<u64>(),
+        any::<String>(),
+        any::<u64>(),
+        tracker_parts(),
+        vec(applied_event_v1(), 0..4),
+    )
+        .prop_map(|(achievement, customer, last_lsn, parts, events)| {
+            let v5 = TrackerV5::from(&parts);
+            let ids = events.iter().map(|(id, _)| id.clone()).collect();
+            let pair = PairV1 {
+                achievement,
+                customer,
+                last_lsn,
+                tracker: TrackerV1 {
+                    tracker_base: v5.tracker_base,
+                    next_seq: v5.next_seq,
+                    current: v5.current,
+                    history: v5.history,
+                    events: events.into_iter().map(|(_, e)| e).collect(),
+                },
+            };
+            (pair, ids)
+        })
 }
 
 fn time_v1() -> impl Strategy<Value = TimeV1> {
@@ -444,7 +512,7 @@ where
 proptest! {
     #[test]
     fn tracker_parts_round_trip(parts in tracker_parts()) {
-        let back = round_trip(&TrackerV1::from(&parts));
+        let back = round_trip(&TrackerV5::from(&parts));
         let restored = back.to_parts().expect("valid parts convert back");
         prop_assert_eq!(&restored, &parts);
         // Exact decimals, not just equal values (e.g. 30.00 stays 30.00).
@@ -453,10 +521,28 @@ proptest! {
     }
 
     #[test]
-    fn pair_v1_round_trips(pair in pair_v1()) {
+    fn pair_v5_round_trips(pair in pair_v5()) {
         prop_assert_eq!(round_trip(&pair), pair.clone());
         let chunk = vec![pair.clone(), pair];
         prop_assert_eq!(round_trip(&chunk), chunk);
+    }
+
+    #[test]
+    fn a_version_1_pair_reads_as_version_5_with_its_ids_as_keys((pair, ids) in pair_v1()) {
+        let v1 = round_trip(&pair);
+        let v5 = PairV5::try_from(v1.clone()).expect("valid pair converts");
+        prop_assert_eq!((v5.achievement, &v5.customer, v5.last_lsn), (pair.achievement, &pair.customer, pair.last_lsn));
+        prop_assert_eq!(&v5.tracker.current, &pair.tracker.current);
+        prop_assert_eq!(&v5.tracker.history, &pair.tracker.history);
+        let parts = v5.tracker.to_parts().expect("converts");
+        prop_assert_eq!(parts.events.len(), ids.len());
+        for (id, old) in ids.iter().zip(&v1.tracker.events) {
+            let e = parts.events.iter().find(|e| e.key == EventKey::of(id)).expect("every id kept");
+            prop_assert_eq!(e.rolled_back, old.rolled_back);
+            prop_assert_eq!(e.arrived.timestamp_millis(), old.arrived.to_time().expect("time").timestamp_millis());
+            let effects: Vec<Effect> = old.effects.iter().map(|e| e.to_effect().expect("effect")).collect();
+            prop_assert_eq!(&e.change, &AppliedChange::Effects(effects));
+        }
     }
 
     #[test]
@@ -490,11 +576,11 @@ proptest! {
 /// Decodes `bytes` as every stored type and converts what decodes.
 fn decode_everything(bytes: &[u8]) {
     if let Ok(p) = codec::decode::<PairV1>(bytes) {
-        let _ = p.tracker.to_parts();
+        let _ = PairV5::try_from(p).map(|p| p.tracker.to_parts());
     }
     if let Ok(chunk) = codec::decode::<Vec<PairV1>>(bytes) {
         for p in chunk {
-            let _ = p.tracker.to_parts();
+            let _ = PairV5::try_from(p).map(|p| p.tracker.to_parts());
         }
     }
     if let Ok(r) = codec::decode::<CatalogRecordV1>(bytes) {
@@ -504,6 +590,11 @@ fn decode_everything(bytes: &[u8]) {
         let _ = r.to_change();
     }
     if let Ok(c) = codec::decode::<ChunkV3>(bytes) {
+        for p in c.pairs {
+            let _ = PairV5::try_from(p).map(|p| p.tracker.to_parts());
+        }
+    }
+    if let Ok(c) = codec::decode::<ChunkV5>(bytes) {
         for p in c.pairs {
             let _ = p.tracker.to_parts();
         }
@@ -573,13 +664,13 @@ fn sample_snapshot(dir: &Path) -> Vec<u8> {
         next_seq: 1,
         ..TrackerParts::default()
     };
-    let pairs = vec![PairV1 {
+    let pairs = vec![PairV5 {
         achievement: 4,
         customer: "c".into(),
         last_lsn: 2,
-        tracker: TrackerV1::from(&parts),
+        tracker: TrackerV5::from(&parts),
     }];
-    w.write_chunk(&ChunkV3 {
+    w.write_chunk(&ChunkV5 {
         partition: 1,
         pairs,
     })

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::{bad, ModelError};
 use crate::domain::effects::Effect;
 use crate::domain::period::PeriodEnd;
-use crate::domain::tracker::{AppliedEvent, TrackerParts};
 use crate::domain::{
     AchievementId, CustomerId, EventId, Increase, Iteration, ProgressStatus, ProgressTrackerId,
 };
@@ -257,27 +256,6 @@ impl From<&Effect> for EffectV1 {
     }
 }
 
-impl From<&TrackerParts> for TrackerV1 {
-    fn from(p: &TrackerParts) -> Self {
-        TrackerV1 {
-            tracker_base: p.tracker_base,
-            next_seq: p.next_seq,
-            current: p.current.as_ref().map(Into::into),
-            history: p.history.iter().map(Into::into).collect(),
-            events: p
-                .events
-                .iter()
-                .map(|(id, e)| AppliedEventV1 {
-                    event_id: id.as_str().to_string(),
-                    arrived: e.arrived.into(),
-                    effects: e.effects.iter().map(Into::into).collect(),
-                    rolled_back: e.rolled_back,
-                })
-                .collect(),
-        }
-    }
-}
-
 fn status_from(code: u8) -> Result<ProgressStatus, ModelError> {
     Ok(match code {
         0 => ProgressStatus::NotStarted,
@@ -347,43 +325,6 @@ impl EffectV1 {
                 current: (*current).into(),
                 target: (*target).into(),
             },
-        })
-    }
-}
-
-impl TrackerV1 {
-    pub fn to_parts(&self) -> Result<TrackerParts, ModelError> {
-        Ok(TrackerParts {
-            tracker_base: self.tracker_base,
-            next_seq: self.next_seq,
-            current: self
-                .current
-                .as_ref()
-                .map(IterationV1::to_iteration)
-                .transpose()?,
-            history: self
-                .history
-                .iter()
-                .map(IterationV1::to_iteration)
-                .collect::<Result<_, _>>()?,
-            events: self
-                .events
-                .iter()
-                .map(|e| -> Result<(EventId, AppliedEvent), ModelError> {
-                    Ok((
-                        EventId::parse(&e.event_id, "/eventId").map_err(|e| bad(e.message))?,
-                        AppliedEvent {
-                            arrived: e.arrived.to_time()?,
-                            effects: e
-                                .effects
-                                .iter()
-                                .map(EffectV1::to_effect)
-                                .collect::<Result<_, _>>()?,
-                            rolled_back: e.rolled_back,
-                        },
-                    ))
-                })
-                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -11,7 +11,8 @@
 //! Versions: 1 and 2 cover shard logs (a position per shard) and hold chunks
 //! of pairs; 2 carries `allowedLatenessSeconds` in the catalog. 3 covers
 //! partitions (a position per partition) and each chunk names its partition.
-//! This build writes 3 and reads all three.
+//! 4 is 3 with pairs of model version 5 (remembered event ids as keys).
+//! This build writes 4 and reads all four.
 //!
 //! Owns: the format, the files of a directory (names, listing, retention,
 //! leftovers) and the common header. Writing is in `writer` (crash-safe:
@@ -38,8 +39,10 @@ pub const VERSION_1: u32 = 1;
 pub const VERSION_2: u32 = 2;
 /// Version 3: positions and chunks by partition.
 pub const VERSION_3: u32 = 3;
+/// Version 4: pairs remember event ids as keys (`ChunkV5`).
+pub const VERSION_4: u32 = 4;
 /// The version this build writes.
-pub const CURRENT_VERSION: u32 = VERSION_3;
+pub const CURRENT_VERSION: u32 = VERSION_4;
 const PREFIX: usize = 16;
 /// Largest section (catalog or chunk of pairs).
 const MAX_SECTION: usize = 256 * 1024 * 1024;

@@ -7,11 +7,11 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::{
-    Header, HeaderV1, HeaderV3, SnapshotError, MAGIC, MAX_SECTION, PREFIX, VERSION_1, VERSION_2,
-    VERSION_3,
+    Header, HeaderV1, HeaderV3, SnapshotError, MAGIC, MAX_SECTION, PREFIX, VERSION_1, VERSION_3,
+    VERSION_4,
 };
 use crate::persist::codec::{self, Crc};
-use crate::persist::model::{CatalogV1, CatalogV2, ChunkV3, PairV1};
+use crate::persist::model::{CatalogV1, CatalogV2, ChunkV3, ChunkV5, PairV1, PairV5};
 
 fn read_prefix(r: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> {
     let mut prefix = [0u8; PREFIX];
@@ -21,7 +21,7 @@ fn read_prefix(r: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> {
     }
     let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
     let header_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as usize;
-    if !(VERSION_1..=VERSION_3).contains(&version) {
+    if !(VERSION_1..=VERSION_4).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     if header_len > 1 << 20 {
@@ -50,7 +50,7 @@ fn decode_err(e: codec::CodecError) -> SnapshotError {
 }
 
 fn decode_header(version: u32, bytes: &[u8]) -> Result<Header, SnapshotError> {
-    let mut header: Header = if version == VERSION_3 {
+    let mut header: Header = if version >= VERSION_3 {
         codec::decode_fixed::<HeaderV3>(bytes)
             .map_err(decode_err)?
             .into()
@@ -70,13 +70,22 @@ pub fn read_header(path: &Path) -> Result<Header, SnapshotError> {
     decode_header(version, &header)
 }
 
+/// Pairs of model version 1 as version 5.
+fn upgrade(pairs: Vec<PairV1>) -> Result<Vec<PairV5>, SnapshotError> {
+    pairs
+        .into_iter()
+        .map(PairV5::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(|e| SnapshotError::Decode(e.to_string()))
+}
+
 /// Reads a whole snapshot after checking it: first a pass that verifies the
 /// length and checksum of the body, then a pass that decodes it, giving each
 /// chunk of pairs to `on_pairs` with its partition (`None` before version
 /// 3). Nothing is decoded from a file that fails its checks.
 pub fn read(
     path: &Path,
-    mut on_pairs: impl FnMut(Option<u32>, Vec<PairV1>) -> Result<(), SnapshotError>,
+    mut on_pairs: impl FnMut(Option<u32>, Vec<PairV5>) -> Result<(), SnapshotError>,
 ) -> Result<(Header, CatalogV2), SnapshotError> {
     let file = File::open(path)?;
     let total = file.metadata()?.len();
@@ -143,19 +152,22 @@ pub fn read(
     };
     let mut pairs = 0u64;
     while let Some(bytes) = next_section(&mut r)? {
-        let (partition, chunk) = if version == VERSION_3 {
-            let chunk: ChunkV3 = codec::decode(&bytes).map_err(decode_err)?;
-            if chunk.partition as usize >= partitions {
-                return Err(SnapshotError::Decode(format!(
-                    "a chunk of partition {} in a snapshot of {partitions}",
-                    chunk.partition
-                )));
+        let (partition, chunk) = match version {
+            VERSION_4 => {
+                let chunk: ChunkV5 = codec::decode(&bytes).map_err(decode_err)?;
+                (Some(chunk.partition), chunk.pairs)
             }
-            (Some(chunk.partition), chunk.pairs)
-        } else {
-            debug_assert!(version == VERSION_1 || version == VERSION_2);
-            (None, codec::decode(&bytes).map_err(decode_err)?)
+            VERSION_3 => {
+                let chunk: ChunkV3 = codec::decode(&bytes).map_err(decode_err)?;
+                (Some(chunk.partition), upgrade(chunk.pairs)?)
+            }
+            _ => (None, upgrade(codec::decode(&bytes).map_err(decode_err)?)?),
         };
+        if let Some(p) = partition.filter(|p| *p as usize >= partitions) {
+            return Err(SnapshotError::Decode(format!(
+                "a chunk of partition {p} in a snapshot of {partitions}"
+            )));
+        }
         pairs += chunk.len() as u64;
         on_pairs(partition, chunk)?;
     }

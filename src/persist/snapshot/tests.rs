@@ -1,5 +1,5 @@
 use super::*;
-use crate::persist::model::{CatalogV2, ChunkV3, DecimalV1, PairV1, TimeV1, TrackerV1};
+use crate::persist::model::{CatalogV2, ChunkV5, DecimalV1, PairV5, TimeV1, TrackerV5};
 use chrono::DateTime;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,12 +14,12 @@ fn catalog() -> CatalogV2 {
     }
 }
 
-fn pair(i: u64) -> PairV1 {
-    PairV1 {
+fn pair(i: u64) -> PairV5 {
+    PairV5 {
         achievement: 4,
         customer: format!("customer-{i}"),
         last_lsn: i,
-        tracker: TrackerV1 {
+        tracker: TrackerV5 {
             tracker_base: i << 24,
             next_seq: 1,
             current: Some(crate::persist::model::IterationV1 {
@@ -42,9 +42,9 @@ fn pair(i: u64) -> PairV1 {
 fn write(dir: &Path, id: u64, pairs: u64) -> PathBuf {
     let mut w = SnapshotWriter::create(dir, id, 2).unwrap();
     w.write_catalog(&catalog()).unwrap();
-    let all: Vec<PairV1> = (0..pairs).map(pair).collect();
+    let all: Vec<PairV5> = (0..pairs).map(pair).collect();
     for (i, chunk) in all.chunks(3).enumerate() {
-        w.write_chunk(&ChunkV3 {
+        w.write_chunk(&ChunkV5 {
             partition: (i % 2) as u32,
             pairs: chunk.to_vec(),
         })
@@ -54,10 +54,13 @@ fn write(dir: &Path, id: u64, pairs: u64) -> PathBuf {
     w.finish(created, 11, vec![3, 4], 99).unwrap().0
 }
 
-fn read_all(path: &Path) -> Result<(Header, CatalogV2, Vec<PairV1>), SnapshotError> {
+fn read_all(path: &Path) -> Result<(Header, CatalogV2, Vec<PairV5>), SnapshotError> {
     let mut pairs = Vec::new();
     let (h, c) = read(path, |partition, chunk| {
-        assert!(partition.is_some(), "version 3 chunks name their partition");
+        assert!(
+            partition.is_some(),
+            "chunks since version 3 name their partition"
+        );
         pairs.extend(chunk);
         Ok(())
     })?;

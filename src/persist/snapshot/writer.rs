@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{file_name, HeaderV3, CURRENT_VERSION, MAGIC, PREFIX};
 use crate::persist::codec::{self, Crc};
-use crate::persist::model::{CatalogV2, ChunkV3};
+use crate::persist::model::{CatalogV2, ChunkV5};
 
 /// Writes one snapshot.
 pub struct SnapshotWriter {
@@ -85,12 +85,12 @@ impl SnapshotWriter {
     }
 
     /// Writes a chunk of one partition's pairs.
-    pub fn write_chunk(&mut self, chunk: &ChunkV3) -> io::Result<()> {
+    pub fn write_chunk(&mut self, chunk: &ChunkV5) -> io::Result<()> {
         let bytes = codec::encode(chunk).map_err(io::Error::other)?;
         self.write_encoded_chunk(&bytes, chunk.pairs.len())
     }
 
-    /// Writes a chunk already encoded as a `ChunkV3` of `pairs` pairs.
+    /// Writes a chunk already encoded as a `ChunkV5` of `pairs` pairs.
     pub fn write_encoded_chunk(&mut self, bytes: &[u8], pairs: usize) -> io::Result<()> {
         self.pairs += pairs as u64;
         self.section(bytes)

@@ -25,7 +25,7 @@ use crate::engine::pair::PairKey;
 use crate::engine::shard::{PairImage, ReplayRecord};
 use crate::engine::Engine;
 use crate::persist::file_log::{self, FileLog};
-use crate::persist::model::PairV1;
+use crate::persist::model::PairV5;
 use crate::persist::snapshot::{self, Covered, Header};
 
 /// What a restore loaded, and where the logs continue.
@@ -144,7 +144,7 @@ pub(super) struct Image {
     id: u64,
     pub(super) header: Header,
     catalog: CatalogState,
-    chunks: Vec<(Option<u32>, Vec<PairV1>)>,
+    chunks: Vec<(Option<u32>, Vec<PairV5>)>,
     bytes: u64,
 }
 
@@ -237,7 +237,7 @@ pub(super) fn replay_catalog(
 
 /// Turns a snapshot's pair into what the engine loads, with its partition;
 /// `None` when its achievement is gone.
-fn image_of(engine: &Engine, pair: PairV1) -> Result<Option<(PartitionId, PairImage)>, StoreError> {
+fn image_of(engine: &Engine, pair: PairV5) -> Result<Option<(PartitionId, PairImage)>, StoreError> {
     let Some(entry) = engine
         .catalog
         .read()
@@ -267,22 +267,37 @@ fn image_of(engine: &Engine, pair: PairV1) -> Result<Option<(PartitionId, PairIm
     )))
 }
 
-/// A partition's pairs from one encoded section (`ChunkV3`), as the
-/// engine loads them (cluster mode's partition snapshots are such
-/// sections); pairs of deleted achievements are left out.
+/// A partition's pairs from one encoded section (`ChunkV5`, or `ChunkV3` when
+/// `legacy`), as the engine loads them (cluster mode's partition snapshots are
+/// such sections); pairs of deleted achievements are left out.
 pub fn decode_chunk(
     engine: &Engine,
     bytes: &[u8],
+    legacy: bool,
 ) -> Result<(PartitionId, Vec<PairImage>), StoreError> {
-    let chunk: crate::persist::model::ChunkV3 = crate::persist::codec::decode(bytes)
-        .map_err(|e| bad_record("snapshot section", 0, e.to_string()))?;
-    let mut images = Vec::with_capacity(chunk.pairs.len());
-    for pair in chunk.pairs {
+    let section = |e: String| bad_record("snapshot section", 0, e);
+    let (partition, pairs) = if legacy {
+        let chunk: crate::persist::model::ChunkV3 =
+            crate::persist::codec::decode(bytes).map_err(|e| section(e.to_string()))?;
+        let pairs = chunk
+            .pairs
+            .into_iter()
+            .map(PairV5::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| section(e.to_string()))?;
+        (chunk.partition, pairs)
+    } else {
+        let chunk: crate::persist::model::ChunkV5 =
+            crate::persist::codec::decode(bytes).map_err(|e| section(e.to_string()))?;
+        (chunk.partition, chunk.pairs)
+    };
+    let mut images = Vec::with_capacity(pairs.len());
+    for pair in pairs {
         if let Some((_, image)) = image_of(engine, pair)? {
             images.push(image);
         }
     }
-    Ok((PartitionId(chunk.partition), images))
+    Ok((PartitionId(partition), images))
 }
 
 /// Pairs of an older snapshot gathered per partition before a load.

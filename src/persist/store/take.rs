@@ -16,20 +16,20 @@ use crate::engine::log::PartitionId;
 use crate::engine::shard::{EncodeChunk, PairImage};
 use crate::engine::Engine;
 use crate::persist::codec;
-use crate::persist::model::{CatalogV2, ChunkV3, PairV1, TrackerV1};
+use crate::persist::model::{CatalogV2, ChunkV5, PairV5, TrackerV5};
 use crate::persist::snapshot::{self, Covered, SnapshotWriter};
 
-/// A chunk of a partition's pairs as a snapshot section (`ChunkV3`).
+/// A chunk of a partition's pairs as a snapshot section (`ChunkV5`).
 pub fn encode_chunk(partition: PartitionId, pairs: Vec<PairImage>) -> Result<Vec<u8>, String> {
-    let chunk = ChunkV3 {
+    let chunk = ChunkV5 {
         partition: partition.0,
         pairs: pairs
             .iter()
-            .map(|image| PairV1 {
+            .map(|image| PairV5 {
                 achievement: image.key.achievement.0,
                 customer: image.key.customer.as_str().to_string(),
                 last_lsn: image.last.0,
-                tracker: TrackerV1::from(&image.tracker),
+                tracker: TrackerV5::from(&image.tracker),
             })
             .collect(),
     };

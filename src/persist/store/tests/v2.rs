@@ -1,6 +1,6 @@
-//! Versions 2 and 3 in the store: the golden files of both (the state of
-//! version 1 with an achievement's lateness bound and an erased customer;
-//! version 3 is what this build writes, so its generator is here), the
+//! Versions 2 to 4 in the store: their golden files (the state of version
+//! 1 with an achievement's lateness bound and an erased customer; version 4
+//! is what this build writes, so its generator is here), the
 //! migration of the earlier layout's logs, and erasures that survive
 //! restarts from the log and from snapshots.
 
@@ -38,7 +38,7 @@ async fn build_golden_v2(engine: &Engine) {
 }
 
 #[actix_rt::test]
-async fn golden_v3_snapshot_is_generated_from_a_deterministic_state() {
+async fn golden_v4_snapshot_is_generated_from_a_deterministic_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (engine, store, report) = restore(dir.path()).await;
     assert_eq!(report.snapshot, None);
@@ -73,9 +73,9 @@ async fn golden_v3_snapshot_is_generated_from_a_deterministic_state() {
         ]
     );
     if std::env::var("ACHV_WRITE_GOLDEN").as_deref() == Ok("1") {
-        fs::create_dir_all(golden_path(3).parent().expect("parent")).expect("fixtures dir");
-        fs::copy(&path, golden_path(3)).expect("write the golden snapshot");
-        println!("wrote {}", golden_path(3).display());
+        fs::create_dir_all(golden_path(4).parent().expect("parent")).expect("fixtures dir");
+        fs::copy(&path, golden_path(4)).expect("write the golden snapshot");
+        println!("wrote {}", golden_path(4).display());
     }
 }
 
@@ -119,6 +119,37 @@ const GOLDEN_V3: Golden = Golden {
     body_crc: 2_153_858_224,
     lateness: [None, None, Some(3600)],
 };
+
+/// Version 4: the state of version 3, its pairs' event ids as keys (1,281
+/// body bytes against 1,480).
+const GOLDEN_V4: Golden = Golden {
+    version: 4,
+    created: (1_795_941_156, 351_000_000),
+    app_created: TimeV1 {
+        secs: 1_795_941_156,
+        nanos: 343_000_000,
+    },
+    key_hash: [
+        252, 185, 74, 144, 194, 217, 245, 32, 47, 13, 126, 125, 90, 177, 202, 0, 72, 206, 189, 246,
+        224, 224, 165, 7, 7, 179, 24, 201, 8, 109, 35, 133,
+    ],
+    catalog_position: 8,
+    shard_positions: [5, 1, 1, 6, 1, 1, 2, 1],
+    pair_numbers: 6,
+    body_len: 1281,
+    body_crc: 658_404_068,
+    lateness: [None, None, Some(3600)],
+};
+
+#[test]
+fn golden_v4_snapshot_still_reads_exactly() {
+    check_golden_reads(&GOLDEN_V4);
+}
+
+#[actix_rt::test]
+async fn golden_v4_snapshot_restores_into_a_working_engine() {
+    check_golden_restores(&GOLDEN_V4).await;
+}
 
 #[test]
 fn golden_v3_snapshot_still_reads_exactly() {
