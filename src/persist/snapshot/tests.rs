@@ -140,3 +140,31 @@ fn an_abandoned_write_leaves_no_file() {
     }
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_snapshot_written_back_window_by_window_reads_back_whole() {
+    // Chunks of ~70 KB, ~12 MB in all: the writer starts and waits for the
+    // writeback of several windows along the way.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = SnapshotWriter::create(dir.path(), 1, 2).unwrap();
+    w.write_catalog(&catalog()).unwrap();
+    let big = |i: u64| PairV5 {
+        customer: format!("{i:0>64}"),
+        ..pair(i)
+    };
+    let all: Vec<PairV5> = (0..120_000).map(big).collect();
+    for (i, chunk) in all.chunks(700).enumerate() {
+        w.write_chunk(&ChunkV5 {
+            partition: (i % 2) as u32,
+            pairs: chunk.to_vec(),
+        })
+        .unwrap();
+    }
+    let created = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
+    let (path, size, pairs) = w.finish(created, 11, vec![3, 4], 99).unwrap();
+    assert!(size > 3 * super::writer::WINDOW, "{size} bytes");
+    assert_eq!(pairs, 120_000);
+    let (h, _, back) = read_all(&path).unwrap();
+    assert_eq!(h.pairs, 120_000);
+    assert_eq!(back, all);
+}

@@ -1,6 +1,13 @@
 //! Writing a snapshot: sections appended to a temporary file as they come,
 //! the header written last in place, then fsync, rename and an fsync of the
 //! directory, so a crash leaves either the whole snapshot or none.
+//!
+//! The file is written back as it grows (`Writeback`): every `WINDOW` bytes
+//! the kernel is told to start writing the new window and the writer waits
+//! for the one before, so at most two windows are dirty at a time. Without
+//! it a snapshot left ~100 MB dirty for the final fsync, and the logs'
+//! fdatasyncs queued behind it (p99 of ingestion 11× while a snapshot of a
+//! million pairs was written).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -12,9 +19,75 @@ use super::{file_name, HeaderV3, CURRENT_VERSION, MAGIC, PREFIX};
 use crate::persist::codec::{self, Crc};
 use crate::persist::model::{CatalogV2, ChunkV5};
 
+/// Bytes written back at a time.
+pub(super) const WINDOW: u64 = 4 << 20;
+
+/// Incremental writeback of a file being appended to.
+#[derive(Default)]
+struct Writeback {
+    /// Where the window being written back starts, and where the next one
+    /// does.
+    previous: u64,
+    next: u64,
+}
+
+impl Writeback {
+    /// After the file reached `len` bytes (all handed to the kernel).
+    fn advance(&mut self, file: &File, len: u64) {
+        if len < self.next + WINDOW {
+            return;
+        }
+        start_writeback(file, self.next, len - self.next);
+        // Wait for the window before: its pages are clean afterwards.
+        wait_writeback(file, self.previous, self.next - self.previous);
+        self.previous = self.next;
+        self.next = len;
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor and a range; the call only schedules I/O.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn wait_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return;
+    }
+    // SAFETY: as above; it waits for the range's I/O.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        );
+    }
+}
+
+// Elsewhere the final fsync does all of it.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
+#[cfg(not(target_os = "linux"))]
+fn wait_writeback(_: &File, _: u64, _: u64) {}
+
 /// Writes one snapshot.
 pub struct SnapshotWriter {
     out: Option<BufWriter<File>>,
+    writeback: Writeback,
     tmp: PathBuf,
     path: PathBuf,
     dir: PathBuf,
@@ -55,6 +128,7 @@ impl SnapshotWriter {
         out.write_all(&[0u8; 4])?;
         Ok(SnapshotWriter {
             out: Some(out),
+            writeback: Writeback::default(),
             tmp,
             path: dir.join(file_name(id)),
             dir: dir.to_path_buf(),
@@ -76,6 +150,11 @@ impl SnapshotWriter {
         out.write_all(&len)?;
         out.write_all(bytes)?;
         self.body_len += 4 + bytes.len() as u64;
+        // What the buffer holds is not in the file yet: counted from what
+        // it has handed over.
+        let handed =
+            (PREFIX + self.header_len + 4) as u64 + self.body_len - out.buffer().len() as u64;
+        self.writeback.advance(out.get_ref(), handed);
         Ok(())
     }
 
