@@ -38,17 +38,9 @@ const BATCH: usize = 10_000;
 /// Batches in flight while loading.
 const IN_FLIGHT: usize = 4;
 
-/// (VmRSS, VmHWM) of this process, in bytes.
+/// (VmRSS once the allocator settled, VmHWM) of this process, in bytes.
 fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (testing::resident_bytes(), testing::peak_resident_bytes())
 }
 
 fn mib(bytes: u64) -> f64 {

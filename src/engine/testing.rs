@@ -31,13 +31,45 @@ pub async fn one_achievement(engine: &Engine, draft: AchievementDraft) -> Arc<Ac
         .expect("the achievement is valid")
 }
 
-/// This process's resident memory (`VmRSS`), in bytes; 0 where
-/// `/proc/self/status` is not there.
+/// This process's resident memory (`VmRSS`), in bytes, once the allocator
+/// has given back what was freed (`settle`); 0 where `/proc/self/status`
+/// is not there.
 pub fn resident_bytes() -> u64 {
+    settle();
+    status_bytes("VmRSS:")
+}
+
+/// This process's peak resident memory (`VmHWM`), in bytes.
+pub fn peak_resident_bytes() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Has jemalloc return every freed page to the system now, rather than
+/// within its decay time, so resident memory counts live data only.
+pub fn settle() {
+    // `MALLCTL_ARENAS_ALL` (4096): every arena. A command: no value in or
+    // out.
+    // SAFETY: a NUL-terminated name and null buffers, as mallctl(3) asks
+    // of a command.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(rc, "cannot purge the allocator's arenas");
+    }
 }
