@@ -267,10 +267,18 @@ async fn records_append_in_order_a_retried_id_is_stored_once_and_a_lost_server_l
         .append_catalog("c1", Bytes::from_static(b"catalog 1"))
         .await
         .expect("catalog append");
-    let catalog = log2
-        .read_catalog(Position(0), 10)
-        .await
-        .expect("catalog read");
+    // Right after a server's restart a stream may still be electing its
+    // leader: the read is retried until the stream answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let catalog = loop {
+        match log2.read_catalog(Position(0), 10).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                actix_rt::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("catalog read did not succeed within 30 s: {e}"),
+        }
+    };
     assert_eq!(
         catalog,
         vec![(c.position, Bytes::from_static(b"catalog 1"))]

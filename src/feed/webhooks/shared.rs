@@ -63,7 +63,8 @@ impl Shared {
         Ok(())
     }
 
-    /// In a cluster: the positions the delivering node stored (blocking).
+    /// In a cluster: the positions and recent attempts the delivering node
+    /// stored (blocking), when this node starts delivering.
     pub(crate) fn reload_positions(&self) -> Result<(), WebhookError> {
         let Some(store) = self.store.get() else {
             return Ok(());
@@ -74,11 +75,27 @@ impl Shared {
                 .map_err(|e| WebhookError::Shared(format!("stored positions: {e}")))?,
             None => BTreeMap::new(),
         };
-        let mut positions = lock(&self.positions);
-        for (id, p) in positions.iter_mut() {
-            if let Some(s) = stored.get(&id.0) {
-                *p = (*p).max(*s);
+        let ids: Vec<WebhookId> = {
+            let mut positions = lock(&self.positions);
+            for (id, p) in positions.iter_mut() {
+                if let Some(s) = stored.get(&id.0) {
+                    *p = (*p).max(*s);
+                }
             }
+            positions.keys().copied().collect()
+        };
+        // The attempts the last deliverer recorded: this node's list goes on
+        // from them (and is what it shares from now on), rather than from
+        // what it held when it last delivered, if ever.
+        for id in ids {
+            let Ok(Some((bytes, _))) = store.load(&deliveries_doc(id)) else {
+                continue;
+            };
+            let Ok(records) = serde_json::from_slice::<Vec<files::DeliveryRecord>>(&bytes) else {
+                continue;
+            };
+            let list: VecDeque<Delivery> = records.iter().filter_map(|r| r.to_delivery()).collect();
+            lock(&self.deliveries).insert(id, list);
         }
         Ok(())
     }

@@ -222,3 +222,81 @@ fn requests_are_validated_field_by_field() {
     let parsed = NewWebhook::parse("https://example.com/", Some(&types), None).unwrap();
     assert_eq!(parsed.types, vec![EntryType::Started, EntryType::Expired]);
 }
+
+/// A cluster's shared store, in memory.
+#[derive(Default)]
+struct MemoryStore(Mutex<HashMap<String, (Vec<u8>, u64)>>);
+
+impl SharedStore for MemoryStore {
+    fn load(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, String> {
+        Ok(lock(&self.0).get(name).cloned())
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8], revision: u64) -> Result<Option<u64>, String> {
+        let mut docs = lock(&self.0);
+        let current = docs.get(name).map_or(0, |(_, r)| *r);
+        if current != revision {
+            return Ok(None);
+        }
+        docs.insert(name.to_string(), (bytes.to_vec(), current + 1));
+        Ok(Some(current + 1))
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let mut docs = lock(&self.0);
+        let next = docs.get(name).map_or(1, |(_, r)| r + 1);
+        docs.insert(name.to_string(), (bytes.to_vec(), next));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_node_that_starts_delivering_goes_on_from_the_attempts_the_last_one_shared() {
+    let store: Arc<MemoryStore> = Arc::default();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = open(one.path(), &feed(one.path())).unwrap();
+    first.attach_store(store.clone()).unwrap();
+    let app = ApplicationId(1);
+    let hook = first
+        .create(app, new("https://example.com/a", &[], None))
+        .unwrap();
+    // The second node joined before any delivery.
+    let second = open(two.path(), &feed(two.path())).unwrap();
+    second.attach_store(store.clone()).unwrap();
+    // The first node delivered twice; what it shares goes to the store
+    // beside the delivery loop.
+    first.shared.delivering.store(true, Ordering::Release);
+    for attempt in 1..=2 {
+        first.shared.record(
+            hook.id,
+            Delivery {
+                event_id: Some(format!("e{attempt}")),
+                attempt,
+                status: DeliveryStatus::Delivered,
+                response_status: Some(204),
+                error: None,
+                at: Utc::now(),
+            },
+        );
+    }
+    let doc = shared::deliveries_doc(hook.id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store
+        .load(&doc)
+        .unwrap()
+        .is_some_and(|(b, _)| String::from_utf8_lossy(&b).contains("\"e2\""))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempts were not shared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The second node takes over delivering: its list starts from them.
+    second.shared.delivering.store(true, Ordering::Release);
+    assert_eq!(second.deliveries(app, hook.id).map(|d| d.len()), Some(0));
+    second.shared.reload_positions().unwrap();
+    let listed = second.deliveries(app, hook.id).unwrap();
+    let ids: Vec<Option<String>> = listed.iter().map(|d| d.event_id.clone()).collect();
+    assert_eq!(ids, vec![Some("e2".to_string()), Some("e1".to_string())]);
+}
