@@ -456,6 +456,11 @@ async fn deliver_one(
                 "webhook delivery given up after the retry window; going on with the next entry"
             );
         }
+        if matches!(status, DeliveryStatus::Delivered | DeliveryStatus::GaveUp) {
+            // Done with the entry before the attempt is listed: whoever sees
+            // it delivered sees nothing waiting for it either.
+            shared.stats.forget(hook.id);
+        }
         shared.record(
             hook.id,
             Delivery {
