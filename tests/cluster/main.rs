@@ -189,14 +189,16 @@ async fn append(log: &JetStreamLog, p: u32, id: &str, body: &str) -> (Position, 
 
 /// A partition's records, retrying while the cluster elects a leader.
 async fn bodies(log: &JetStreamLog, p: u32, from: u64) -> Vec<(u64, String)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // After a server's kill or restart the JetStream API waits for a meta
+    // leader; on a loaded 2-core machine that has taken over 30 s.
+    let deadline = Instant::now() + Duration::from_secs(90);
     let records = loop {
         match log.read(PartitionId(p), Position(from), 10_000).await {
             Ok(r) => break r,
             Err(_) if Instant::now() < deadline => {
                 actix_rt::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("read did not succeed within 30 s: {e}"),
+            Err(e) => panic!("read did not succeed within 90 s: {e}"),
         }
     };
     records
