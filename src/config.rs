@@ -96,10 +96,22 @@ pub struct Settings {
     #[arg(long, env = "ACHV_LEASE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub lease_secs: u64,
 
+    /// Log lines as readable text (`text`; coloured only on a terminal) or
+    /// one JSON object per line (`json`, for log shippers).
+    #[arg(long, env = "ACHV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Allow webhooks to loopback, private and link-local addresses (off:
     /// such targets are refused, also when a name resolves to one).
     #[arg(long, env = "ACHV_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
     pub webhook_allow_private: bool,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Settings {

@@ -18,6 +18,7 @@
 //! - [`http`]: the actix-web front — routes, DTOs, one error type, auth,
 //!   metrics.
 //! - [`config`]: command-line flags and environment → validated settings.
+//! - [`logging`]: log lines as text (coloured only on a terminal) or JSON.
 //! - [`clock`]: the only place that reads wall-clock time (a manual clock in
 //!   tests).
 
@@ -44,4 +45,5 @@ pub mod domain;
 pub mod engine;
 pub mod feed;
 pub mod http;
+pub mod logging;
 pub mod persist;

@@ -7,12 +7,7 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    achievements_engine::logging::init(settings.log_format);
     let running = http::server::start(&settings)?;
     tracing::info!(addr = %running.addr, data_dir = %settings.data_dir.display(), "listening");
     running.serve_until_shutdown(&settings.data_dir).await?;

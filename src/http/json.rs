@@ -31,7 +31,7 @@ pub const HEADER_LIMIT: usize = 16 * 1024;
 /// Middleware: 431 for requests whose headers exceed [`HEADER_LIMIT`].
 pub async fn header_limit(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let size: usize = req
         .headers()
@@ -39,14 +39,16 @@ pub async fn header_limit(
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if size > HEADER_LIMIT {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("request headers are larger than {HEADER_LIMIT} bytes"),
             None,
-        )
-        .into());
+        );
+        // A response rather than an `Err`, so the middleware outside adds
+        // the request id to it like to any other answer.
+        return Ok(req.error_response(error).map_into_right_body());
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Reads a body of at most `limit` bytes.

@@ -197,7 +197,6 @@ pub fn start_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Run
         App::new()
             .app_data(state.clone())
             .wrap(middleware::from_fn(super::json::header_limit))
-            .wrap(middleware::Logger::new("%r %s %Dms").log_target("http"))
             .wrap(middleware::from_fn(super::metrics::track_requests))
             .configure(super::configure)
             .default_service(web::to(super::not_found))

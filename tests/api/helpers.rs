@@ -77,6 +77,7 @@ pub fn settings(dir: &std::path::Path) -> Settings {
         node_id: None,
         replicas: 3,
         lease_secs: 10,
+        log_format: achievements_engine::config::LogFormat::Text,
     }
 }
 

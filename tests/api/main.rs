@@ -13,6 +13,7 @@ mod feed;
 mod fuzz_regressions;
 mod history;
 mod limits;
+mod logs;
 mod management;
 mod metrics;
 mod recovery;

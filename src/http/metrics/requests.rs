@@ -1,10 +1,12 @@
-//! The request middleware: a tracing span per request and the latency
-//! histogram, labelled by route pattern.
+//! The request middleware: a request id (taken from `x-request-id` or made
+//! here, and returned in the same header), a tracing span and one log line
+//! per request, and the latency histogram, labelled by route pattern.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
@@ -27,8 +29,30 @@ pub(super) fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: a tracing span per request (method, route pattern, path,
-/// status, latency) and the latency histogram. Routes are labelled by their
+/// The header that carries a request's id, both ways.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's request id when it is a sensible one (1–128 characters of
+/// letters, digits and `-_.:`), so that a trace spans services; else a new
+/// random 64-bit id in hex.
+fn request_id(req: &ServiceRequest) -> HeaderValue {
+    let given = req.headers().get(&REQUEST_ID).filter(|v| {
+        let b = v.as_bytes();
+        (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    });
+    match given {
+        Some(v) => v.clone(),
+        None => HeaderValue::from_str(&format!("{:016x}", rand::random::<u64>()))
+            .expect("hex digits are a valid header value"),
+    }
+}
+
+/// Middleware: a request id, a tracing span per request (method, route
+/// pattern, path, request id) that handlers' logs nest in, one log line at
+/// the end (target `http`: status and latency), the `x-request-id` response
+/// header, and the latency histogram. Routes are labelled by their
 /// pattern (`/v1/customer_profiles/{integrationId}/achievements`), never by
 /// the path, so ids do not create series; unknown paths are `unmatched`.
 pub async fn track_requests(
@@ -43,22 +67,32 @@ pub async fn track_requests(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
+    let id = request_id(&req);
     let span = tracing::info_span!(
         "request",
         method = %method,
         route = %route,
         path = %req.path(),
-        status = tracing::field::Empty,
-        micros = tracing::field::Empty,
+        request_id = %id.to_str().unwrap_or_default(),
     );
-    let result = next.call(req).instrument(span.clone()).await;
-    let status = match &result {
-        Ok(res) => res.status(),
+    let mut result = next.call(req).instrument(span.clone()).await;
+    // Errors are answered as responses further in (handlers, extractors,
+    // the header limit), so an `Err` here is actix's own and rare.
+    let status = match &mut result {
+        Ok(res) => {
+            res.headers_mut().insert(REQUEST_ID, id);
+            res.status()
+        }
         Err(e) => e.as_response_error().status_code(),
     };
     let elapsed = started.elapsed();
-    span.record("status", status.as_u16());
-    span.record("micros", elapsed.as_micros() as u64);
+    tracing::info!(
+        target: "http",
+        parent: &span,
+        status = status.as_u16(),
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
     if let Some(m) = metrics {
         m.request(&route, &method, status, elapsed.as_secs_f64());
     }
