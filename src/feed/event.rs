@@ -7,11 +7,12 @@ use super::store::Stored;
 use crate::http::json::{Num, Time};
 
 /// API.md's AchievementEvent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AchievementEvent<'a> {
     pub id: String,
     #[serde(rename = "type")]
+    #[schema(value_type = crate::http::openapi::enums::EventTypeName)]
     pub kind: &'static str,
     pub created: Time,
     pub application_id: u64,

@@ -1,6 +1,7 @@
 //! Operations routes that need the management key: taking and listing
 //! snapshots, and a cluster's nodes and ownership.
 
+use super::routes::Routes;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
@@ -11,22 +12,24 @@ use super::AppState;
 use crate::engine::EngineError;
 use crate::persist::store::SnapshotInfo;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/admin/snapshots", web::post().to(take_snapshot))
-        .route("/v1/admin/snapshots", web::get().to(list_snapshots))
-        .route("/v1/admin/cluster", web::get().to(cluster));
+pub fn configure(r: &mut Routes) {
+    r.post("/v1/admin/snapshots", take_snapshot)
+        .get("/v1/admin/snapshots", list_snapshots)
+        .get("/v1/admin/cluster", cluster);
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Cluster)]
 struct ClusterDto {
     node_id: String,
     partitions: u32,
     nodes: Vec<ClusterNodeDto>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ClusterNode)]
 struct ClusterNodeDto {
     node_id: String,
     address: String,
@@ -35,6 +38,7 @@ struct ClusterNodeDto {
 }
 
 /// The cluster's live nodes and the partitions each holds a lease on.
+#[utoipa::path(get, path = "/v1/admin/cluster", tag = "operations", security(("ManagementKey" = [])), responses((status = 200, description = "Cluster mode: the live nodes and their partitions", body = ClusterDto)))]
 async fn cluster(_: Management, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(service) = state.cluster.as_ref() else {
         return Err(ApiError::new(
@@ -68,8 +72,9 @@ async fn cluster(_: Management, state: web::Data<AppState>) -> Result<HttpRespon
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Snapshot)]
 struct SnapshotDto {
     id: u64,
     created_at: Time,
@@ -108,6 +113,7 @@ fn store(state: &AppState) -> Result<std::sync::Arc<crate::persist::store::Store
         .ok_or_else(|| EngineError::Unavailable("the engine is restoring its state").into())
 }
 
+#[utoipa::path(post, path = "/v1/admin/snapshots", tag = "operations", security(("ManagementKey" = [])), responses((status = 201, description = "The snapshot just written", body = SnapshotDto)))]
 async fn take_snapshot(
     _: Management,
     state: web::Data<AppState>,
@@ -126,6 +132,7 @@ async fn take_snapshot(
     Ok(HttpResponse::Created().json(SnapshotDto::from(&info)))
 }
 
+#[utoipa::path(get, path = "/v1/admin/snapshots", tag = "operations", security(("ManagementKey" = [])), responses((status = 200, description = "The snapshots on disk", body = Vec<SnapshotDto>)))]
 async fn list_snapshots(
     _: Management,
     state: web::Data<AppState>,

@@ -8,8 +8,9 @@ use crate::domain::catalog::{ApiKeyInfo, Application, Campaign};
 use crate::domain::{Effect, EventResult, Iteration, ProgressStatus};
 use crate::engine::AchievementEntry;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Application)]
 pub struct ApplicationDto {
     pub id: u64,
     pub created: Time,
@@ -30,8 +31,9 @@ impl From<&Application> for ApplicationDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ApiKey)]
 pub struct ApiKeyDto {
     pub id: u64,
     pub name: String,
@@ -52,13 +54,15 @@ impl ApiKeyDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Campaign)]
 pub struct CampaignDto {
     pub id: u64,
     pub application_id: u64,
     pub created: Time,
     pub name: String,
+    #[schema(value_type = crate::http::openapi::enums::CampaignStateName)]
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -81,8 +85,9 @@ impl From<&Campaign> for CampaignDto {
 }
 
 /// The definition fields shared by several models.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AchievementDefinition)]
 pub struct DefinitionDto {
     pub id: u64,
     pub created: Time,
@@ -92,7 +97,9 @@ pub struct DefinitionDto {
     pub target: Num,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period: Option<String>,
+    #[schema(value_type = crate::http::openapi::enums::RecurrencePolicyName)]
     pub recurrence_policy: &'static str,
+    #[schema(value_type = crate::http::openapi::enums::ActivationPolicyName)]
     pub activation_policy: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_start_date: Option<Time>,
@@ -130,13 +137,15 @@ impl From<&AchievementEntry> for DefinitionDto {
 }
 
 /// Talon.One's `Achievement`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Achievement)]
 pub struct AchievementDto {
     #[serde(flatten)]
     pub definition: DefinitionDto,
     pub user_id: u64,
     pub has_progress: bool,
+    #[schema(value_type = crate::http::openapi::enums::AchievementStatusName)]
     pub status: &'static str,
 }
 
@@ -152,10 +161,12 @@ impl AchievementDto {
 }
 
 /// Talon.One's `AchievementProgress`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AchievementProgress)]
 pub struct ProgressDto {
     pub progress_tracker_id: u64,
+    #[schema(value_type = crate::http::openapi::enums::ProgressStatusName)]
     pub status: &'static str,
     pub progress: Num,
     pub start_date: Time,
@@ -179,20 +190,24 @@ impl From<&Iteration> for ProgressDto {
 }
 
 /// Talon.One's `AchievementStatusEntry`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AchievementStatusEntry)]
 pub struct StatusEntryDto {
     #[serde(flatten)]
     pub definition: DefinitionDto,
+    #[schema(value_type = crate::http::openapi::enums::EntryStatusName)]
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_progress: Option<ProgressDto>,
 }
 
 /// Talon.One's `AchievementProgressWithDefinition`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AchievementProgressWithDefinition)]
 pub struct ProgressWithDefinitionDto {
+    #[schema(value_type = crate::http::openapi::enums::ProgressStatusName)]
     pub status: &'static str,
     pub progress: Num,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,7 +224,9 @@ pub struct ProgressWithDefinitionDto {
     pub description: String,
     pub campaign_id: u64,
     pub target: Num,
+    #[schema(value_type = crate::http::openapi::enums::RecurrencePolicyName)]
     pub achievement_recurrence_policy: &'static str,
+    #[schema(value_type = crate::http::openapi::enums::ActivationPolicyName)]
     pub achievement_activation_policy: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub achievement_fixed_start_date: Option<Time>,
@@ -246,14 +263,16 @@ impl ProgressWithDefinitionDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Effect)]
 pub struct EffectDto {
+    #[schema(value_type = crate::http::openapi::enums::EffectTypeName)]
     pub effect_type: &'static str,
     pub props: EffectProps,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged, rename_all = "camelCase")]
 pub enum EffectProps {
     #[serde(rename_all = "camelCase")]
@@ -342,11 +361,14 @@ impl EffectDto {
 }
 
 /// The answer to one event or rollback.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EventResult)]
 pub struct EventResultDto {
+    #[schema(value_type = crate::http::openapi::enums::OutcomeName)]
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::http::openapi::enums::ReasonName>)]
     pub reason: Option<&'static str>,
     pub effects: Vec<EffectDto>,
 }
@@ -362,7 +384,7 @@ impl EventResultDto {
 }
 
 /// `{hasMore, data}` (management lists).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HasMore<T> {
     pub has_more: bool,
@@ -370,7 +392,7 @@ pub struct HasMore<T> {
 }
 
 /// `{totalResultSize, data}` (integration lists).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Total<T> {
     pub total_result_size: usize,

@@ -10,14 +10,14 @@ use crate::domain::FieldError;
 use crate::engine::EngineError;
 
 /// Where an error points: into the body or at a query/path parameter.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Source {
     Pointer(String),
     Parameter(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorItem {
     pub title: String,
     pub details: String,
@@ -34,8 +34,10 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Talon.One's error shape: every 4xx and 5xx answer has this body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorResponse)]
+pub struct ErrorBody<'a> {
     message: &'a str,
     errors: &'a [ErrorItem],
     #[serde(rename = "StatusCode")]
@@ -181,7 +183,7 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        response.json(Body {
+        response.json(ErrorBody {
             message: &self.message,
             errors: &self.errors,
             status_code: self.status.as_u16(),

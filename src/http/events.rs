@@ -9,6 +9,7 @@
 //! is full is cut off (the connection ends) and resumes with
 //! `Last-Event-ID`.
 
+use super::routes::Routes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,15 +37,16 @@ pub const STALL: Duration = Duration::from_secs(10);
 /// Entries per chunk of a stream.
 const STREAM_PAGE: usize = 100;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
+pub fn configure(r: &mut Routes) {
+    r.get(
         "/v1/applications/{applicationId}/achievement_events",
-        web::get().to(achievement_events),
+        achievement_events,
     );
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AchievementEventPage)]
 struct PageDto<'a> {
     data: Vec<AchievementEvent<'a>>,
     next: String,
@@ -88,6 +90,7 @@ fn wants_stream(req: &HttpRequest) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/achievement_events", tag = "events", security(("ManagementKey" = []), ("ApiKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("after" = Option<String>, Query, description = "A cursor (`next`, or an entry's SSE id); absent: the oldest kept"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (default 100)"), ("type" = Option<String>, Query, description = "Comma-separated entry types"), ("Last-Event-ID" = Option<String>, Header, description = "SSE: resume after this cursor")), responses((status = 200, description = "A page of entries, or with `Accept: text/event-stream` a live stream of them", content((crate::http::events::PageDto = "application/json"), (String = "text/event-stream"))), (status = 410, description = "The cursor is older than the feed keeps", body = crate::http::error::ErrorBody)))]
 async fn achievement_events(
     reader: Reader,
     state: web::Data<AppState>,

@@ -3,6 +3,7 @@
 //! data. Every route needs an integration key and sees only its own
 //! application's data.
 
+use super::routes::Routes;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,27 +26,24 @@ use crate::engine::{AchievementEntry, EngineError, EventInput};
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 10_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/progress_events", web::post().to(post_event))
-        .route("/v1/progress_events/batch", web::post().to(post_batch))
-        .route("/v1/progress_rollbacks", web::post().to(post_rollback))
-        .route(
+pub fn configure(r: &mut Routes) {
+    r.post("/v1/progress_events", post_event)
+        .post("/v1/progress_events/batch", post_batch)
+        .post("/v1/progress_rollbacks", post_rollback)
+        .get(
             "/v1/customer_profiles/{integrationId}/achievements",
-            web::get().to(customer_achievements),
+            customer_achievements,
         )
-        .route(
+        .get(
             "/v1/customer_profiles/{integrationId}/achievements/{achievementId}",
-            web::get().to(customer_history),
+            customer_history,
         )
-        .route(
-            "/v1/customer_data/{integrationId}",
-            web::delete().to(delete_customer_data),
-        );
+        .delete("/v1/customer_data/{integrationId}", delete_customer_data);
 }
 
 /// A progress event as the integration API receives it (`POST
 /// /v1/progress_events`, and each item of a batch).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProgressEvent {
     integration_id: String,
@@ -60,8 +58,9 @@ pub struct ProgressEvent {
     timestamp: Option<Time>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = ProgressRollback)]
 struct RollbackBody {
     integration_id: String,
     #[serde(default)]
@@ -191,6 +190,7 @@ fn count(state: &AppState, kind: EventKind, result: &Result<EventResult, EngineE
     }
 }
 
+#[utoipa::path(post, path = "/v1/progress_events", tag = "integration", security(("ApiKey" = [])), request_body = ProgressEvent, responses((status = 200, description = "Applied, a duplicate, or rejected with a reason", body = crate::http::dto::EventResultDto), (status = 429, description = "Too many events in flight; retry after Retry-After", body = crate::http::error::ErrorBody)))]
 async fn post_event(
     Integration(app): Integration,
     state: web::Data<AppState>,
@@ -206,14 +206,16 @@ async fn post_event(
     Ok(HttpResponse::Ok().json(EventResultDto::new(&result, &entry)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ProgressEventBatch)]
 struct Batch {
     events: Vec<ProgressEvent>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = BatchResult)]
 struct BatchAnswer {
     applied: usize,
     duplicates: usize,
@@ -222,24 +224,26 @@ struct BatchAnswer {
     results: Option<Vec<BatchItem>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum BatchItem {
     Result(EventResultDto),
     /// An event that can never apply in the state it met (overflow, too
     /// many iterations): rejected, with the error that says why.
     Error {
+        #[schema(value_type = crate::http::openapi::enums::RejectedName)]
         outcome: &'static str,
         error: BatchError,
     },
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BatchError {
     message: String,
     source: super::error::Source,
 }
 
+#[utoipa::path(post, path = "/v1/progress_events/batch", tag = "integration", security(("ApiKey" = [])), params(("results" = Option<String>, Query, description = "`none`: counts only; `all` (default): one result per event, in order")), request_body = Batch, responses((status = 200, description = "Counts, and a result per event", body = BatchAnswer), (status = 429, description = "Too many events in flight; retry after Retry-After", body = crate::http::error::ErrorBody)))]
 async fn post_batch(
     Integration(app): Integration,
     state: web::Data<AppState>,
@@ -312,6 +316,7 @@ async fn post_batch(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+#[utoipa::path(post, path = "/v1/progress_rollbacks", tag = "integration", security(("ApiKey" = [])), request_body = RollbackBody, responses((status = 200, description = "Applied, a duplicate, or rejected with a reason", body = crate::http::dto::EventResultDto)))]
 async fn post_rollback(
     Integration(app): Integration,
     state: web::Data<AppState>,
@@ -341,6 +346,7 @@ fn path_customer(req: &HttpRequest) -> Result<CustomerId, ApiError> {
 /// Talon.One's `deleteCustomerData`: the customer's progress, history and
 /// remembered event ids in the key's application are erased, durably. An
 /// unknown customer is erased too (204): erasure is idempotent.
+#[utoipa::path(delete, path = "/v1/customer_data/{integrationId}", tag = "integration", security(("ApiKey" = [])), params(("integrationId" = String, Path, description = "The customer's integration id")), responses((status = 204, description = "The customer's progress, history and remembered event ids in this application are gone")))]
 async fn delete_customer_data(
     Integration(app): Integration,
     state: web::Data<AppState>,
@@ -352,6 +358,7 @@ async fn delete_customer_data(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/customer_profiles/{integrationId}/achievements", tag = "integration", security(("ApiKey" = [])), params(("integrationId" = String, Path, description = "The customer's integration id"), ("campaignIds" = Option<String>, Query, description = "Comma-separated campaign ids"), ("achievementIds" = Option<String>, Query, description = "Comma-separated achievement ids"), ("achievementStatus" = Option<String>, Query, description = "`active` (default) or `scheduled`"), ("currentProgressStatus" = Option<String>, Query, description = "`inprogress`, `completed` or `not_started`"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 1000)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)")), responses((status = 200, description = "The application's achievements with the customer's current progress", body = crate::http::dto::Total<crate::http::dto::StatusEntryDto>)))]
 async fn customer_achievements(
     Integration(app): Integration,
     state: web::Data<AppState>,
@@ -429,6 +436,7 @@ async fn customer_achievements(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/customer_profiles/{integrationId}/achievements/{achievementId}", tag = "integration", security(("ApiKey" = [])), params(("integrationId" = String, Path, description = "The customer's integration id"), ("achievementId" = u64, Path, description = "The achievement's id"), ("progressStatus" = Option<String>, Query, description = "`inprogress`, `completed` or `expired`"), ("startDate" = Option<String>, Query, format = DateTime, description = "Iterations that started at or after this"), ("endDate" = Option<String>, Query, format = DateTime, description = "Iterations that started before this"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 1000)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)")), responses((status = 200, description = "The customer's iterations, newest first", body = crate::http::dto::Total<crate::http::dto::ProgressDto>)))]
 async fn customer_history(
     Integration(app): Integration,
     state: web::Data<AppState>,

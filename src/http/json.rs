@@ -360,3 +360,36 @@ pub fn path_id(raw: &str, name: &str) -> Result<u64, ApiError> {
     raw.parse::<u64>()
         .map_err(|_| ApiError::parameter(name, format!("{name} must be a whole number")))
 }
+
+// How the wire types above appear in the OpenAPI document.
+
+impl utoipa::PartialSchema for Num {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Number)
+            .description(Some("An exact decimal, written as a JSON number"))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Num {}
+
+impl utoipa::PartialSchema for Seconds {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(0))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Seconds {}
+
+impl utoipa::PartialSchema for Time {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Time {}

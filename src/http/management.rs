@@ -2,6 +2,7 @@
 //! achievements (Talon.One v1 paths), CSV export and a customer's progress.
 //! Every route needs the management key.
 
+use super::routes::Routes;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -22,37 +23,28 @@ use crate::domain::{
 };
 use crate::engine::AchievementEntry;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(r: &mut Routes) {
     let app = "/v1/applications/{applicationId}";
     let campaign = "/v1/applications/{applicationId}/campaigns/{campaignId}";
     let achievement =
         "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements/{achievementId}";
-    cfg.route("/v1/applications", web::post().to(create_application))
-        .route("/v1/applications", web::get().to(list_applications))
-        .route(app, web::get().to(get_application))
-        .route(&format!("{app}/api_keys"), web::post().to(create_api_key))
-        .route(&format!("{app}/campaigns"), web::post().to(create_campaign))
-        .route(&format!("{app}/campaigns"), web::get().to(list_campaigns))
-        .route(campaign, web::get().to(get_campaign))
-        .route(campaign, web::put().to(update_campaign))
-        .route(
-            &format!("{campaign}/achievements"),
-            web::post().to(create_achievement),
-        )
-        .route(
-            &format!("{campaign}/achievements"),
-            web::get().to(list_achievements),
-        )
-        .route(achievement, web::get().to(get_achievement))
-        .route(achievement, web::put().to(update_achievement))
-        .route(achievement, web::delete().to(delete_achievement))
-        .route(
-            &format!("{achievement}/export"),
-            web::get().to(export_achievement),
-        )
-        .route(
+    r.post("/v1/applications", create_application)
+        .get("/v1/applications", list_applications)
+        .get(app, get_application)
+        .post(&format!("{app}/api_keys"), create_api_key)
+        .post(&format!("{app}/campaigns"), create_campaign)
+        .get(&format!("{app}/campaigns"), list_campaigns)
+        .get(campaign, get_campaign)
+        .put(campaign, update_campaign)
+        .post(&format!("{campaign}/achievements"), create_achievement)
+        .get(&format!("{campaign}/achievements"), list_achievements)
+        .get(achievement, get_achievement)
+        .put(achievement, update_achievement)
+        .delete(achievement, delete_achievement)
+        .get(&format!("{achievement}/export"), export_achievement)
+        .get(
             &format!("{app}/achievement_progress/{{integrationId}}"),
-            web::get().to(customer_progress),
+            customer_progress,
         );
 }
 
@@ -89,7 +81,7 @@ fn parse_tz(name: &str) -> Result<Tz, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewApplication {
     name: String,
@@ -99,6 +91,7 @@ struct NewApplication {
     description: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/applications", tag = "management", security(("ManagementKey" = [])), request_body = NewApplication, responses((status = 201, description = "The application", body = crate::http::dto::ApplicationDto)))]
 async fn create_application(
     _: Management,
     state: web::Data<AppState>,
@@ -114,6 +107,7 @@ async fn create_application(
     Ok(HttpResponse::Created().json(ApplicationDto::from(&app)))
 }
 
+#[utoipa::path(get, path = "/v1/applications", tag = "management", security(("ManagementKey" = [])), params(("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 1000)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)")), responses((status = 200, description = "A page of applications", body = crate::http::dto::HasMore<crate::http::dto::ApplicationDto>)))]
 async fn list_applications(
     _: Management,
     state: web::Data<AppState>,
@@ -125,6 +119,7 @@ async fn list_applications(
     Ok(HttpResponse::Ok().json(HasMore { has_more, data }))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id")), responses((status = 200, description = "The application", body = crate::http::dto::ApplicationDto)))]
 async fn get_application(
     _: Management,
     state: web::Data<AppState>,
@@ -134,13 +129,14 @@ async fn get_application(
     Ok(HttpResponse::Ok().json(ApplicationDto::from(&app)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewApiKey {
     #[serde(default)]
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/applications/{applicationId}/api_keys", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id")), request_body = NewApiKey, responses((status = 201, description = "The key, shown only here", body = crate::http::dto::ApiKeyDto)))]
 async fn create_api_key(
     _: Management,
     state: web::Data<AppState>,
@@ -162,8 +158,9 @@ async fn create_api_key(
     Ok(HttpResponse::Created().json(ApiKeyDto::new(&info, key)))
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = CampaignStateInput)]
 enum StateDto {
     Enabled,
     Disabled,
@@ -178,7 +175,7 @@ impl From<StateDto> for CampaignState {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CampaignBody {
     #[serde(default)]
@@ -202,6 +199,7 @@ impl From<CampaignBody> for CampaignPatch {
     }
 }
 
+#[utoipa::path(post, path = "/v1/applications/{applicationId}/campaigns", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id")), request_body(content = CampaignBody, description = "`name` is required"), responses((status = 201, description = "The campaign", body = crate::http::dto::CampaignDto)))]
 async fn create_campaign(
     _: Management,
     state: web::Data<AppState>,
@@ -217,6 +215,7 @@ async fn create_campaign(
     Ok(HttpResponse::Created().json(CampaignDto::from(&campaign)))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/campaigns", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 1000)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)")), responses((status = 200, description = "A page of campaigns", body = crate::http::dto::HasMore<crate::http::dto::CampaignDto>)))]
 async fn list_campaigns(
     _: Management,
     state: web::Data<AppState>,
@@ -228,6 +227,7 @@ async fn list_campaigns(
     Ok(HttpResponse::Ok().json(HasMore { has_more, data }))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/campaigns/{campaignId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id")), responses((status = 200, description = "The campaign", body = crate::http::dto::CampaignDto)))]
 async fn get_campaign(
     _: Management,
     state: web::Data<AppState>,
@@ -240,6 +240,7 @@ async fn get_campaign(
     Ok(HttpResponse::Ok().json(CampaignDto::from(&campaign)))
 }
 
+#[utoipa::path(put, path = "/v1/applications/{applicationId}/campaigns/{campaignId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id")), request_body(content = CampaignBody, description = "The fields to change"), responses((status = 200, description = "The campaign", body = crate::http::dto::CampaignDto)))]
 async fn update_campaign(
     _: Management,
     state: web::Data<AppState>,
@@ -252,8 +253,9 @@ async fn update_campaign(
     Ok(HttpResponse::Ok().json(CampaignDto::from(&campaign)))
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = RecurrencePolicyInput)]
 enum RecurrenceDto {
     NoRecurrence,
     OnExpiration,
@@ -270,8 +272,9 @@ impl From<RecurrenceDto> for RecurrencePolicy {
     }
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ActivationPolicyInput)]
 enum ActivationDto {
     UserAction,
     FixedSchedule,
@@ -286,12 +289,15 @@ impl From<ActivationDto> for ActivationPolicy {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateAchievement {
+    /// Unique in the application.
+    #[schema(pattern = r"^[a-zA-Z]\w+$")]
     name: String,
     title: String,
     description: String,
+    /// Greater than 0.
     target: Num,
     #[serde(default)]
     period: Option<String>,
@@ -311,6 +317,7 @@ struct CreateAchievement {
     allowed_lateness_seconds: Option<Seconds>,
 }
 
+#[utoipa::path(post, path = "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id")), request_body = CreateAchievement, responses((status = 201, description = "The achievement", body = crate::http::dto::AchievementDto), (status = 409, description = "The name is taken in this application", body = crate::http::error::ErrorBody)))]
 async fn create_achievement(
     _: Management,
     state: web::Data<AppState>,
@@ -342,6 +349,7 @@ async fn create_achievement(
     Ok(HttpResponse::Created().json(AchievementDto::new(&entry, now)))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 50, description = "Items per page (default 50)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)"), ("title" = Option<String>, Query, description = "Only achievements whose title contains this (any case)")), responses((status = 200, description = "A page of achievements", body = crate::http::dto::HasMore<crate::http::dto::AchievementDto>)))]
 async fn list_achievements(
     _: Management,
     state: web::Data<AppState>,
@@ -375,6 +383,7 @@ fn entry_of(state: &AppState, req: &HttpRequest) -> Result<Arc<AchievementEntry>
         .achievement(app_id(req)?, campaign_id(req)?, achievement_id(req)?)?)
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements/{achievementId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id"), ("achievementId" = u64, Path, description = "The achievement's id")), responses((status = 200, description = "The achievement", body = crate::http::dto::AchievementDto)))]
 async fn get_achievement(
     _: Management,
     state: web::Data<AppState>,
@@ -384,10 +393,11 @@ async fn get_achievement(
     Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, state.engine.now())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateAchievement {
     #[serde(default)]
+    #[schema(pattern = r"^[a-zA-Z]\w+$")]
     name: Option<String>,
     #[serde(default)]
     title: Option<String>,
@@ -414,6 +424,7 @@ struct UpdateAchievement {
     allowed_lateness_seconds: Option<Option<Seconds>>,
 }
 
+#[utoipa::path(put, path = "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements/{achievementId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id"), ("achievementId" = u64, Path, description = "The achievement's id")), request_body(content = UpdateAchievement, description = "The fields to change; once customers have progress only title, description and allowedLatenessSeconds may change"), responses((status = 200, description = "The achievement", body = crate::http::dto::AchievementDto), (status = 409, description = "The name is taken in this application", body = crate::http::error::ErrorBody)))]
 async fn update_achievement(
     _: Management,
     state: web::Data<AppState>,
@@ -443,6 +454,7 @@ async fn update_achievement(
     Ok(HttpResponse::Ok().json(AchievementDto::new(&entry, state.engine.now())))
 }
 
+#[utoipa::path(delete, path = "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements/{achievementId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id"), ("achievementId" = u64, Path, description = "The achievement's id")), responses((status = 204, description = "Deleted, with every customer's progress in it")))]
 async fn delete_achievement(
     _: Management,
     state: web::Data<AppState>,
@@ -454,6 +466,7 @@ async fn delete_achievement(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/campaigns/{campaignId}/achievements/{achievementId}/export", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("campaignId" = u64, Path, description = "The campaign's id"), ("achievementId" = u64, Path, description = "The achievement's id")), responses((status = 200, description = "One row per iteration: profileIntegrationID,title,target,progress,status,startDate,endDate,completionDate", content_type = "text/csv", body = String)))]
 async fn export_achievement(
     _: Management,
     state: web::Data<AppState>,
@@ -470,6 +483,7 @@ async fn export_achievement(
         .streaming(stream))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/achievement_progress/{integrationId}", tag = "management", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("integrationId" = String, Path, description = "The customer's integration id"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 50, description = "Items per page (default 50)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)"), ("achievementId" = Option<u64>, Query, description = "Only this achievement"), ("title" = Option<String>, Query, description = "Only achievements whose title contains this (any case)")), responses((status = 200, description = "The customer's current progress per achievement", body = crate::http::dto::HasMore<crate::http::dto::ProgressWithDefinitionDto>)))]
 async fn customer_progress(
     _: Management,
     state: web::Data<AppState>,

@@ -15,6 +15,8 @@ pub mod integration;
 pub mod json;
 pub mod management;
 pub mod metrics;
+pub mod openapi;
+pub mod routes;
 pub mod server;
 pub mod webhooks;
 
@@ -26,6 +28,7 @@ use crate::engine::Engine;
 use crate::feed::Feed;
 use crate::persist::store::Store;
 use error::{ApiError, Source};
+use routes::Routes;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -44,25 +47,42 @@ pub struct AppState {
 
 /// Registers every route on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .configure(admin::configure)
-        .configure(management::configure)
-        .configure(integration::configure)
-        .configure(events::configure)
-        .configure(webhooks::configure);
+    register(&mut Routes::new(cfg));
 }
 
+/// Registers every route and lists them (`Routes::listed`).
+pub fn register(r: &mut Routes) {
+    r.get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics::metrics)
+        .get("/openapi.json", openapi::serve);
+    admin::configure(r);
+    management::configure(r);
+    integration::configure(r);
+    events::configure(r);
+    webhooks::configure(r);
+}
+
+/// The answer of `/healthz` and `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// `ok`, `ready` or `restoring`.
+    status: &'static str,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves", body = Status)))]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Status { status: "ok" })
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Restored and ready", body = Status), (status = 503, description = "Still restoring", body = Status)))]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.engine.is_ready() {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+        HttpResponse::Ok().json(Status { status: "ready" })
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "restoring"}))
+        HttpResponse::ServiceUnavailable().json(Status {
+            status: "restoring",
+        })
     }
 }
 

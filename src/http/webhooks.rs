@@ -6,6 +6,7 @@
 //! the address policy live in `feed::webhooks`; files are written on a
 //! blocking thread, never on an HTTP worker.
 
+use super::routes::Routes;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -17,20 +18,18 @@ use super::AppState;
 use crate::domain::{ApplicationId, EntryType};
 use crate::feed::webhooks::{Delivery, NewWebhook, Webhook, WebhookError, WebhookId};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(r: &mut Routes) {
     let hooks = "/v1/applications/{applicationId}/webhooks";
     let hook = "/v1/applications/{applicationId}/webhooks/{webhookId}";
-    cfg.route(hooks, web::post().to(create_webhook))
-        .route(hooks, web::get().to(list_webhooks))
-        .route(hook, web::delete().to(delete_webhook))
-        .route(
-            &format!("{hook}/deliveries"),
-            web::get().to(list_deliveries),
-        );
+    r.post(hooks, create_webhook)
+        .get(hooks, list_webhooks)
+        .delete(hook, delete_webhook)
+        .get(&format!("{hook}/deliveries"), list_deliveries);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewWebhook)]
 struct NewWebhookBody {
     url: String,
     #[serde(default)]
@@ -43,20 +42,24 @@ fn types_of(hook: &Webhook) -> Vec<&'static str> {
     hook.types.iter().map(|t: &EntryType| t.as_str()).collect()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CreatedWebhook)]
 struct CreatedDto<'a> {
     id: u64,
     url: &'a str,
+    #[schema(value_type = Vec<crate::http::openapi::enums::EventTypeName>)]
     types: Vec<&'static str>,
     /// Shown here only.
     secret: &'a str,
     created: Time,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 struct WebhookDto<'a> {
     id: u64,
     url: &'a str,
+    #[schema(value_type = Vec<crate::http::openapi::enums::EventTypeName>)]
     types: Vec<&'static str>,
     created: Time,
     disabled: bool,
@@ -74,12 +77,14 @@ impl<'a> From<&'a Webhook> for WebhookDto<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WebhookDelivery)]
 struct DeliveryDto<'a> {
     /// `null` for a gap (entries skipped past the feed's retention).
     event_id: Option<&'a str>,
     attempt: u32,
+    #[schema(value_type = crate::http::openapi::enums::DeliveryStatusName)]
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_status: Option<u16>,
@@ -101,7 +106,8 @@ impl<'a> From<&'a Delivery> for DeliveryDto<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DataList)]
 struct Data<T> {
     data: Vec<T>,
 }
@@ -139,6 +145,7 @@ fn blocking_failed(e: actix_web::error::BlockingError) -> ApiError {
     ApiError::internal()
 }
 
+#[utoipa::path(post, path = "/v1/applications/{applicationId}/webhooks", tag = "webhooks", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id")), request_body = NewWebhookBody, responses((status = 201, description = "The webhook and its secret, shown only here", body = CreatedDto)))]
 async fn create_webhook(
     _: Management,
     state: web::Data<AppState>,
@@ -168,6 +175,7 @@ async fn create_webhook(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/webhooks", tag = "webhooks", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id")), responses((status = 200, description = "The application's webhooks (without secrets)", body = Data<WebhookDto>)))]
 async fn list_webhooks(
     _: Management,
     state: web::Data<AppState>,
@@ -180,6 +188,7 @@ async fn list_webhooks(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/applications/{applicationId}/webhooks/{webhookId}", tag = "webhooks", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("webhookId" = u64, Path, description = "The webhook's id")), responses((status = 204, description = "Deleted")))]
 async fn delete_webhook(
     _: Management,
     state: web::Data<AppState>,
@@ -198,6 +207,7 @@ async fn delete_webhook(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/v1/applications/{applicationId}/webhooks/{webhookId}/deliveries", tag = "webhooks", security(("ManagementKey" = [])), params(("applicationId" = u64, Path, description = "The application's id"), ("webhookId" = u64, Path, description = "The webhook's id")), responses((status = 200, description = "Recent attempts, newest first", body = Data<DeliveryDto>)))]
 async fn list_deliveries(
     _: Management,
     state: web::Data<AppState>,

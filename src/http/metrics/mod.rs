@@ -312,7 +312,7 @@ impl Metrics {
 mod cluster;
 mod feed;
 mod requests;
-mod scrape;
+pub mod scrape;
 
 use requests::method_label;
 pub use requests::track_requests;

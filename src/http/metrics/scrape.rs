@@ -144,6 +144,7 @@ fn set_gauge(g: &GaugeVec, value: f64) {
 }
 
 /// `GET /metrics`: no authentication (see API.md, "Operations").
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.get().cloned();
     let engine = state.engine.clone();
