@@ -18,6 +18,10 @@
 //! - [`http`]: the actix-web front — routes, DTOs, one error type, auth,
 //!   metrics.
 //! - [`config`]: command-line flags and environment → validated settings.
+//! - [`ops`]: operator commands on a data directory, run instead of the
+//!   server: `verify` (what a restore would load or lose) and `inspect` (one
+//!   customer as a restore rebuilds it). Read-only; they follow the
+//!   restore's own code.
 //! - [`clock`]: the only place that reads wall-clock time (a manual clock in
 //!   tests).
 
@@ -44,4 +48,5 @@ pub mod domain;
 pub mod engine;
 pub mod feed;
 pub mod http;
+pub mod ops;
 pub mod persist;

@@ -1,12 +1,19 @@
 //! The `achievements-engine` binary: parse settings, start logging, serve;
 //! on SIGTERM/SIGINT stop accepting, drain, write a final snapshot, exit 0.
+//! With a subcommand (`verify`, `inspect`) it runs that operator command on
+//! a data directory instead (`ops`) and exits with its code.
 
-use achievements_engine::{config::Settings, http};
+use std::process::ExitCode;
+
+use achievements_engine::{config::Cli, http, ops};
 use clap::Parser;
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
+async fn main() -> anyhow::Result<ExitCode> {
+    let Cli { settings, command } = Cli::parse();
+    if let Some(command) = command {
+        return Ok(ops::run(command).await);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -17,5 +24,5 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %running.addr, data_dir = %settings.data_dir.display(), "listening");
     running.serve_until_shutdown(&settings.data_dir).await?;
     tracing::info!("stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
