@@ -96,6 +96,11 @@ pub fn verify(dir: &Path, partitions: Option<u32>) -> Result<Report, OpsError> {
         &Wanted::FramesOnly,
         &mut findings,
     );
+    if snapshots.is_empty() && logs.iter().all(|l| l.segments.is_empty()) {
+        findings.push(Finding::note(
+            "no snapshot and no log: a restore starts empty (is this the right directory?)".into(),
+        ));
+    }
     let files = other_files(dir, &layout, &mut findings);
     Ok(Report::new(ReportParts {
         data_dir: dir.display().to_string(),

@@ -257,6 +257,7 @@ fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
 fn a_directory_written_by_the_server_and_its_damaged_copies() {
     let (dir, setup) = written_by_a_server();
     let data = dir.path().join("data");
+    let before = tree(&data);
     let (code, v) = verify_json(&data);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["snapshots"][0]["status"], "chosen");
@@ -285,6 +286,9 @@ fn a_directory_written_by_the_server_and_its_damaged_copies() {
     assert_eq!(ach["rememberedEventIds"], 3);
     assert_eq!(ach["id"], setup.achievement);
     assert_eq!(view["applications"][0]["id"], setup.application);
+    // Read-only: the torn tail a kill may leave is not cut, no segment is
+    // started, nothing is written.
+    assert_eq!(tree(&data), before, "the directory changed");
 
     let segment = largest_segment(&data);
     let seg = segment.strip_prefix(&data).expect("inside").to_path_buf();
