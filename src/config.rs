@@ -1,6 +1,8 @@
 //! Command-line flags and environment variables → validated `Settings`.
 //!
 //! Every flag can also be given as `ACHV_<NAME>` (API.md "Running").
+//! `Cli` is the whole command line: these settings to serve with, or an
+//! operator command (`ops`) to run instead.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +114,16 @@ pub struct Settings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The command line: serve with `settings`, or run `command` instead.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "achievements-engine", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<crate::ops::Command>,
 }
 
 impl Settings {

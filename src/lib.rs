@@ -19,6 +19,10 @@
 //!   metrics.
 //! - [`config`]: command-line flags and environment → validated settings.
 //! - [`logging`]: log lines as text (coloured only on a terminal) or JSON.
+//! - [`ops`]: operator commands on a data directory, run instead of the
+//!   server: `verify` (what a restore would load or lose) and `inspect` (one
+//!   customer as a restore rebuilds it). Read-only; they follow the
+//!   restore's own code.
 //! - [`clock`]: the only place that reads wall-clock time (a manual clock in
 //!   tests).
 
@@ -46,4 +50,5 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod logging;
+pub mod ops;
 pub mod persist;

@@ -16,4 +16,5 @@ mod limits;
 mod logs;
 mod management;
 mod metrics;
+mod ops;
 mod recovery;

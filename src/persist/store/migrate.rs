@@ -15,7 +15,7 @@ use super::{legacy_dir, shard_dir, shard_logs, RestoreReport, StoreError};
 use crate::engine::log::Position;
 use crate::engine::Engine;
 use crate::persist::model::decode_shard_record;
-use crate::persist::snapshot::{self, Covered, VERSION_3};
+use crate::persist::snapshot::{self, Covered, Header, VERSION_3};
 use crate::persist::wal;
 
 /// Whether a directory holds files of the earlier layout: logs by shard, or
@@ -44,6 +44,26 @@ pub(super) fn remove_legacy(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether a restore of the earlier layout can use a snapshot.
+pub fn usable_legacy(h: &Header) -> Result<(), String> {
+    match &h.covered {
+        Covered::Shards(_) => Ok(()),
+        Covered::Partitions(_) => {
+            Err("it is of the partitioned layout, of an unfinished migration".into())
+        }
+    }
+}
+
+/// Where a restore of the earlier layout replays from after the snapshot it
+/// chose (`None`: no snapshot): the catalog's position and each shard log's
+/// (a shard without one replays from its start).
+pub fn legacy_replay_start(header: Option<&Header>) -> (u64, Vec<u64>) {
+    match header.map(|h| (h.catalog_position, &h.covered)) {
+        Some((catalog, Covered::Shards(s))) => (catalog, s.clone()),
+        _ => (0, Vec::new()),
+    }
+}
+
 /// The earlier layout: snapshot of version 1 or 2, logs by shard whose
 /// records do not name their partition (the catalog does: the achievement's
 /// application and the customer).
@@ -52,24 +72,10 @@ pub(super) fn restore_legacy(
     dir: &Path,
     report: &mut RestoreReport,
 ) -> Result<Loaded, StoreError> {
-    let mut image = newest_snapshot(dir, report, |h| match &h.covered {
-        Covered::Shards(_) => Ok(()),
-        Covered::Partitions(_) => {
-            Err("it is of the partitioned layout, of an unfinished migration".into())
-        }
-    })?;
+    let mut image = newest_snapshot(dir, report, usable_legacy)?;
     let snapshot = install(engine, &mut image);
-    let (catalog_from, shard_from, mut floor) = match &image {
-        Some(i) => match &i.header.covered {
-            Covered::Shards(s) => (
-                i.header.catalog_position,
-                s.clone(),
-                s.iter().copied().max().unwrap_or(0),
-            ),
-            Covered::Partitions(_) => (0, Vec::new(), 0),
-        },
-        None => (0, Vec::new(), 0),
-    };
+    let (catalog_from, shard_from) = legacy_replay_start(image.as_ref().map(|i| &i.header));
+    let mut floor = shard_from.iter().copied().max().unwrap_or(0);
     let root = legacy_dir(dir);
     let catalog_next = replay_catalog(engine, &root.join("catalog"), catalog_from, report)?;
     floor = floor.max(load_pairs(engine, image, report)?);

@@ -12,14 +12,18 @@
 //! `partitions` file) is migrated on its first start (`restore`).
 //!
 //! Owns: the layout, `Store` (the open log and the snapshot bookkeeping),
-//! its reports. Restoring is in `restore`, taking snapshots in `take`. The
+//! its reports. Restoring is in `restore` (what it decides, read-only, in
+//! `plan`), taking snapshots in `take`. The
 //! engine is reached only through its public API; store work runs on plain
 //! threads (`futures_executor::block_on`), never on an arbiter.
 
 mod migrate;
+mod plan;
 mod restore;
 mod take;
 
+pub use migrate::{legacy_replay_start, usable_legacy};
+pub use plan::{check_snapshot, layout, replay_start, usable_partitioned, Layout};
 pub use restore::decode_chunk;
 pub use take::encode_chunk;
 
@@ -50,7 +54,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// ...or every this many items, whichever comes first.
 const PROGRESS_ITEMS: u64 = 1_000_000;
 /// The file that records a directory's partition count.
-const PARTITIONS_FILE: &str = "partitions";
+pub const PARTITIONS_FILE: &str = "partitions";
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -121,20 +125,23 @@ pub struct Store {
     snapshot_failures: AtomicU64,
 }
 
-fn log_dir(dir: &Path) -> PathBuf {
+/// The log directory of the partitioned layout (`log/`).
+pub fn log_dir(dir: &Path) -> PathBuf {
     dir.join("log")
 }
 
-fn legacy_dir(dir: &Path) -> PathBuf {
+/// The log directory of the earlier layout (`wal/`).
+pub fn legacy_dir(dir: &Path) -> PathBuf {
     dir.join("wal")
 }
 
-fn shard_dir(root: &Path, i: usize) -> PathBuf {
+/// Shard `i`'s log in a log directory.
+pub fn shard_dir(root: &Path, i: usize) -> PathBuf {
     root.join(format!("shard-{i:03}"))
 }
 
 /// The shard logs of a log directory (`log/` or the legacy `wal/`).
-fn shard_logs(root: &Path) -> Option<usize> {
+pub fn shard_logs(root: &Path) -> Option<usize> {
     fs::read_dir(root)
         .into_iter()
         .flatten()
@@ -173,7 +180,8 @@ pub fn partition_count(dir: &Path, configured: Option<u32>) -> Result<u32, Store
     }
 }
 
-fn stored_partitions(dir: &Path) -> Result<Option<u32>, StoreError> {
+/// The partition count a data directory records, if any. Read-only.
+pub fn stored_partitions(dir: &Path) -> Result<Option<u32>, StoreError> {
     let path = dir.join(PARTITIONS_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => text

@@ -1,5 +1,7 @@
 //! Restoring the engine from the data directory: the newest valid snapshot,
-//! then the log after it, then the log opened for appending. A directory of
+//! then the log after it, then the log opened for appending (the decisions
+//! are `plan`'s). `Store::load` is the same load without any write, for the
+//! operator commands. A directory of
 //! the earlier layout is restored by `migrate` and then migrated here: a
 //! partitioned snapshot is taken, the directory is marked (`partitions`),
 //! and the old files are removed.
@@ -13,10 +15,11 @@ use std::time::Instant;
 
 use futures_executor::block_on;
 
-use super::migrate::{has_legacy_files, remove_legacy, restore_legacy};
+use super::migrate::{remove_legacy, restore_legacy};
+use super::plan::{check_snapshot, layout, replay_start, usable_partitioned, Layout};
 use super::{
-    log_dir, shard_dir, stored_partitions, write_partitions, Progress, RestoreReport, SnapshotInfo,
-    Store, StoreError, BATCH, IN_FLIGHT,
+    log_dir, shard_dir, write_partitions, Progress, RestoreReport, SnapshotInfo, Store, StoreError,
+    BATCH, IN_FLIGHT,
 };
 use crate::domain::CustomerId;
 use crate::engine::catalog::CatalogState;
@@ -26,7 +29,7 @@ use crate::engine::shard::{PairImage, ReplayRecord};
 use crate::engine::Engine;
 use crate::persist::file_log::{self, FileLog};
 use crate::persist::model::PairV5;
-use crate::persist::snapshot::{self, Covered, Header};
+use crate::persist::snapshot::{self, Header};
 
 /// What a restore loaded, and where the logs continue.
 pub(super) struct Loaded {
@@ -66,28 +69,18 @@ impl Store {
         let shards = engine.shard_count();
         super::check_dir(dir, shards)?;
         snapshot::remove_temporaries(dir)?;
-        let stored = stored_partitions(dir)?;
-        if let Some(stored) = stored.filter(|s| *s != engine.partitions()) {
-            return Err(StoreError::Partitions {
-                path: dir.to_path_buf(),
-                stored,
-                configured: engine.partitions(),
-            });
-        }
-        let legacy = stored.is_none() && has_legacy_files(dir)?;
+        let Layout { stored, legacy } = layout(dir, engine.partitions())?;
         if stored.is_some() {
             // A migration that stopped after marking the directory.
             remove_legacy(dir)?;
         }
         let mut report = RestoreReport::default();
-        let loaded = if legacy {
+        if legacy {
             tracing::info!(
                 "the data directory has the earlier layout (logs by shard): migrating it"
             );
-            restore_legacy(engine, dir, &mut report)?
-        } else {
-            restore_partitioned(engine, dir, &mut report)?
-        };
+        }
+        let loaded = load_state(engine, dir, legacy, &mut report)?;
         let shard_dirs: Vec<_> = (0..shards)
             .map(|i| (shard_dir(&log_dir(dir), i), loaded.shard_next[i]))
             .collect();
@@ -139,6 +132,40 @@ impl Store {
     }
 }
 
+/// Loads the newest valid snapshot and replays the log after it, as the
+/// layout says.
+fn load_state(
+    engine: &Engine,
+    dir: &Path,
+    legacy: bool,
+    report: &mut RestoreReport,
+) -> Result<Loaded, StoreError> {
+    if legacy {
+        restore_legacy(engine, dir, report)
+    } else {
+        restore_partitioned(engine, dir, report)
+    }
+}
+
+impl Store {
+    /// What a restore would load, loaded into `engine` without touching the
+    /// directory: no log is opened (so no torn tail is cut and no segment is
+    /// started), nothing is migrated, marked or removed, and no log is
+    /// attached to the engine. For `ops inspect`; blocking, off the arbiters.
+    ///
+    /// One difference from a restore: in a directory marked partitioned,
+    /// leftover snapshots of an unfinished migration are skipped (their
+    /// layout) rather than deleted first.
+    pub fn load(engine: &Engine, dir: &Path) -> Result<RestoreReport, StoreError> {
+        let started = Instant::now();
+        let Layout { legacy, .. } = layout(dir, engine.partitions())?;
+        let mut report = RestoreReport::default();
+        load_state(engine, dir, legacy, &mut report)?;
+        report.duration = started.elapsed();
+        Ok(report)
+    }
+}
+
 /// A snapshot's contents.
 pub(super) struct Image {
     id: u64,
@@ -158,16 +185,10 @@ pub(super) fn newest_snapshot(
         let total = snapshot::read_header(&file.path).ok().map(|h| h.pairs);
         let mut progress = Progress::new("snapshot pairs read", total);
         let mut chunks = Vec::new();
-        let result = snapshot::read(&file.path, |partition, chunk| {
+        let result = check_snapshot(&file.path, &usable, |partition, chunk| {
             progress.advance(chunk.len() as u64);
             chunks.push((partition, chunk));
             Ok(())
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|(header, catalog)| {
-            usable(&header)?;
-            let state = catalog.to_state().map_err(|e| e.to_string())?;
-            Ok((header, state))
         });
         match result {
             Ok((header, catalog)) => {
@@ -479,22 +500,9 @@ fn restore_partitioned(
     report: &mut RestoreReport,
 ) -> Result<Loaded, StoreError> {
     let partitions = engine.partitions() as usize;
-    let mut image = newest_snapshot(dir, report, |h| match &h.covered {
-        Covered::Partitions(p) if p.len() == partitions => Ok(()),
-        Covered::Partitions(p) => Err(format!(
-            "it covers {} partitions, the directory has {partitions}",
-            p.len()
-        )),
-        Covered::Shards(_) => Err("it is of the earlier layout (by shard)".into()),
-    })?;
+    let mut image = newest_snapshot(dir, report, usable_partitioned(partitions))?;
     let snapshot = install(engine, &mut image);
-    let (catalog_from, positions) = match &image {
-        Some(i) => match &i.header.covered {
-            Covered::Partitions(p) => (i.header.catalog_position, p.clone()),
-            Covered::Shards(_) => (0, vec![0; partitions]),
-        },
-        None => (0, vec![0; partitions]),
-    };
+    let (catalog_from, positions) = replay_start(image.as_ref().map(|i| &i.header), partitions);
     let root = log_dir(dir);
     let catalog_next = replay_catalog(engine, &root.join("catalog"), catalog_from, report)?;
     let mut floor = load_pairs(engine, image, report)?;
