@@ -15,6 +15,7 @@ pub mod integration;
 pub mod json;
 pub mod management;
 pub mod metrics;
+pub mod preview;
 pub mod server;
 pub mod webhooks;
 
@@ -51,7 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(management::configure)
         .configure(integration::configure)
         .configure(events::configure)
-        .configure(webhooks::configure);
+        .configure(webhooks::configure)
+        .configure(preview::configure);
 }
 
 async fn healthz() -> HttpResponse {

@@ -15,4 +15,5 @@ mod history;
 mod limits;
 mod management;
 mod metrics;
+mod preview;
 mod recovery;
