@@ -6,6 +6,7 @@
 mod common;
 mod helpers;
 
+mod console;
 mod erasure;
 mod events;
 mod faults;
