@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(any(test, feature = "testing"))]
 pub mod baseline;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod events;
@@ -53,7 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(integration::configure)
         .configure(events::configure)
         .configure(webhooks::configure)
-        .configure(preview::configure);
+        .configure(preview::configure)
+        .configure(console::configure);
 }
 
 async fn healthz() -> HttpResponse {

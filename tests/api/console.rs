@@ -1,10 +1,33 @@
-//! What the web console needs from the server: a customer's history read
-//! with the management key (the console has no integration key).
+//! What the web console needs from the server: its page over real HTTP, and
+//! a customer's history read with the management key (the console has no
+//! integration key).
 
 use serde_json::json;
 
 use crate::common::*;
 use crate::helpers::*;
+
+#[actix_web::test]
+async fn the_console_page_is_served_without_a_key() {
+    let app = spawn_app().await;
+    for (path, content_type) in [
+        ("/console", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let a = app.raw("GET", path, Auth::None, None).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+        assert!(
+            a.content_type.starts_with(content_type),
+            "{path}: {}",
+            a.content_type
+        );
+    }
+    let missing = app
+        .raw("GET", "/console/missing.png", Auth::None, None)
+        .await;
+    assert_parameter(&missing, 404, "file");
+}
 
 #[actix_web::test]
 async fn the_management_key_reads_any_customers_history() {
