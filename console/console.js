@@ -661,6 +661,7 @@
         if (res.status === 401) { signedOut("The server refused the management key; sign in again."); return; }
         if (res.status === 410) {
           last = null;
+          list.replaceChildren();
           status.textContent = "The feed no longer keeps the last entry shown; starting again from the oldest kept.";
           continue;
         }
