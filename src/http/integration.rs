@@ -1,7 +1,8 @@
 //! Integration API routes: progress events (single and batch), rollbacks, a
 //! customer's achievements and history, and the erasure of a customer's
 //! data. Every route needs an integration key and sees only its own
-//! application's data.
+//! application's data; a customer's history may also be read with the
+//! management key (for the web console's customer lookup).
 
 use super::routes::Routes;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Integration;
+use super::auth::{Integration, Reader};
 use super::dto::{EventResultDto, ProgressDto, StatusEntryDto, Total};
 use super::error::ApiError;
 use super::json::{parse_body, Num, Query, Time, BATCH_BODY_LIMIT, BODY_LIMIT};
@@ -436,18 +437,35 @@ async fn customer_achievements(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/customer_profiles/{integrationId}/achievements/{achievementId}", tag = "integration", security(("ApiKey" = [])), params(("integrationId" = String, Path, description = "The customer's integration id"), ("achievementId" = u64, Path, description = "The achievement's id"), ("progressStatus" = Option<String>, Query, description = "`inprogress`, `completed` or `expired`"), ("startDate" = Option<String>, Query, format = DateTime, description = "Iterations that started at or after this"), ("endDate" = Option<String>, Query, format = DateTime, description = "Iterations that started before this"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 1000)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)")), responses((status = 200, description = "The customer's iterations, newest first", body = crate::http::dto::Total<crate::http::dto::ProgressDto>)))]
+/// A customer's iterations of one achievement. Also open to the management
+/// key (the web console looks customers up with it), which reads any
+/// application's achievement.
+#[utoipa::path(get, path = "/v1/customer_profiles/{integrationId}/achievements/{achievementId}", tag = "integration", security(("ApiKey" = []), ("ManagementKey" = [])), params(("integrationId" = String, Path, description = "The customer's integration id"), ("achievementId" = u64, Path, description = "The achievement's id"), ("progressStatus" = Option<String>, Query, description = "`inprogress`, `completed` or `expired`"), ("startDate" = Option<String>, Query, format = DateTime, description = "Iterations that started at or after this"), ("endDate" = Option<String>, Query, format = DateTime, description = "Iterations that started before this"), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Items per page (default 1000)"), ("skip" = Option<u32>, Query, description = "Items to skip (default 0)")), responses((status = 200, description = "The customer's iterations, newest first", body = crate::http::dto::Total<crate::http::dto::ProgressDto>)))]
 async fn customer_history(
-    Integration(app): Integration,
+    reader: Reader,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let customer = path_customer(&req)?;
-    let id = super::json::path_id(
+    let id = AchievementId(super::json::path_id(
         req.match_info().get("achievementId").unwrap_or(""),
         "achievementId",
-    )?;
-    let entry = match state.engine.catalog.achievement_for(app, AchievementId(id)) {
+    )?);
+    let app = match reader {
+        Reader::Integration(own) => own,
+        Reader::Management => {
+            let owner = state
+                .engine
+                .catalog
+                .read()
+                .achievements
+                .get(&id)
+                .map(|e| e.application_id);
+            owner.ok_or_else(|| EngineError::not_found("achievement", "achievementId"))?
+        }
+    };
+    // An integration key of another application gets the 403 it always got.
+    let entry = match state.engine.catalog.achievement_for(app, id) {
         Ok(e) => e,
         Err(NotVisible::OtherApplication) => {
             return Err(ApiError::forbidden("achievement", "achievementId"))

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 #[cfg(any(test, feature = "testing"))]
 pub mod baseline;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod events;
@@ -16,6 +17,7 @@ pub mod json;
 pub mod management;
 pub mod metrics;
 pub mod openapi;
+pub mod preview;
 pub mod routes;
 pub mod server;
 pub mod webhooks;
@@ -61,6 +63,8 @@ pub fn register(r: &mut Routes) {
     integration::configure(r);
     events::configure(r);
     webhooks::configure(r);
+    preview::configure(r);
+    console::configure(r);
 }
 
 /// The answer of `/healthz` and `/readyz`.

@@ -6,6 +6,7 @@
 mod common;
 mod helpers;
 
+mod console;
 mod erasure;
 mod events;
 mod faults;
@@ -17,4 +18,5 @@ mod logs;
 mod management;
 mod metrics;
 mod ops;
+mod preview;
 mod recovery;

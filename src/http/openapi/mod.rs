@@ -17,7 +17,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{Content, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, integration, management, metrics, webhooks};
+use super::{admin, console, events, integration, management, metrics, preview, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +63,10 @@ use super::{admin, events, integration, management, metrics, webhooks};
         webhooks::list_webhooks,
         webhooks::delete_webhook,
         webhooks::list_deliveries,
+        preview::period_preview,
+        console::index,
+        console::index_dir,
+        console::asset,
     ),
     components(schemas(crate::http::error::ErrorBody)),
     modifiers(&Conventions),
