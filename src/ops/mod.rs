@@ -11,7 +11,7 @@
 //!
 //! Both follow the restore's own code, not a second reading of the files:
 //! the layout (`store::layout`), the snapshot check and choice
-//! (`store::check_snapshot`, `usable_partitioned`/`usable_legacy`, newest
+//! (`store::check_snapshot_head`, `usable_partitioned`/`usable_legacy`, newest
 //! first), the replay positions (`store::replay_start`) and the valid
 //! frames of a segment (`wal::read_segment`); `inspect` loads through
 //! `Store::load`, the restore without its writes.

@@ -3,7 +3,7 @@
 //!
 //! Owns: the walk over the directory's files in the order a restore takes
 //! them — the layout (`store::layout`), the snapshots newest first through
-//! the restore's own check (`store::check_snapshot` with the restore's
+//! the restore's own check (`store::check_snapshot_head` with the restore's
 //! `usable` test), the replay positions of the chosen one
 //! (`store::replay_start`), then each log (`logs`) and the other state files.
 //! The rules deciding the verdict are listed in `ops`.
@@ -182,19 +182,29 @@ fn check_snapshots(
             ));
             continue;
         }
+        // As a restore: the checks without the pairs choose the snapshot;
+        // its pairs are decoded while it is loaded, and a failure then
+        // stops the restore.
         let mut unloadable = None;
-        let result = store::check_snapshot(&file.path, &usable, |_, pairs| {
-            for pair in pairs {
-                let why = CustomerId::parse(&pair.customer, "/integrationId")
-                    .err()
-                    .map(|e| e.message.to_string())
-                    .or_else(|| pair.tracker.to_parts().err().map(|e| e.to_string()));
-                if let Some(why) = why.filter(|_| unloadable.is_none()) {
-                    unloadable = Some(format!("pair of customer {:?}: {why}", pair.customer));
+        let head = store::check_snapshot_head(&file.path, &usable);
+        if let Ok((checked, _)) = &head {
+            let read = snapshot::read_pairs(&file.path, checked, |_, pairs| {
+                for pair in pairs {
+                    let why = CustomerId::parse(&pair.customer, "/integrationId")
+                        .err()
+                        .map(|e| e.message.to_string())
+                        .or_else(|| pair.tracker.to_parts().err().map(|e| e.to_string()));
+                    if let Some(why) = why.filter(|_| unloadable.is_none()) {
+                        unloadable = Some(format!("pair of customer {:?}: {why}", pair.customer));
+                    }
                 }
+                Ok(())
+            });
+            if let Err(e) = read {
+                unloadable.get_or_insert(format!("pair section that cannot be decoded ({e})"));
             }
-            Ok(())
-        });
+        }
+        let result = head.map(|(checked, _)| checked.header);
         let status = match (&result, &chosen) {
             (Ok(_), None) => SnapshotStatus::Chosen,
             (Ok(_), Some(_)) => SnapshotStatus::Older,
@@ -224,7 +234,7 @@ fn check_snapshots(
             status,
             error,
         ));
-        if let (Ok((h, _)), None) = (result, &chosen) {
+        if let (Ok(h), None) = (result, &chosen) {
             chosen = Some((file.id, h));
         }
     }

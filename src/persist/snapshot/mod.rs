@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use reader::{read, read_header};
+pub use reader::{check, read, read_header, read_pairs, Checked};
 pub use writer::SnapshotWriter;
 
 pub const MAGIC: [u8; 8] = *b"ACHVSNAP";

@@ -79,14 +79,21 @@ fn upgrade(pairs: Vec<PairV1>) -> Result<Vec<PairV5>, SnapshotError> {
         .map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
-/// Reads a whole snapshot after checking it: first a pass that verifies the
-/// length and checksum of the body, then a pass that decodes it, giving each
-/// chunk of pairs to `on_pairs` with its partition (`None` before version
-/// 3). Nothing is decoded from a file that fails its checks.
-pub fn read(
-    path: &Path,
-    mut on_pairs: impl FnMut(Option<u32>, Vec<PairV5>) -> Result<(), SnapshotError>,
-) -> Result<(Header, CatalogV2), SnapshotError> {
+/// A snapshot that passed every check but the decoding of its pairs: its
+/// prefix, header, lengths and body checksum, and its catalog section.
+#[derive(Debug)]
+pub struct Checked {
+    pub header: Header,
+    pub catalog: CatalogV2,
+    /// Where the pair sections start, and how many bytes they take.
+    pairs_at: u64,
+    pairs_len: u64,
+}
+
+/// Checks a snapshot without decoding its pairs: the prefix and header,
+/// the body's length and checksum (one pass over the file), then the
+/// catalog section. Nothing of a file that fails is used.
+pub fn check(path: &Path) -> Result<Checked, SnapshotError> {
     let file = File::open(path)?;
     let total = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
@@ -105,7 +112,6 @@ pub fn read(
             "trailing bytes after the body".into(),
         ));
     }
-    // Pass 1: checksum.
     let mut crc = Crc::new();
     let mut left = header.body_len;
     let mut buf = vec![0u8; 1 << 20];
@@ -118,25 +124,13 @@ pub fn read(
     if crc.finalize() != header.body_crc {
         return Err(SnapshotError::Checksum);
     }
-    // Pass 2: decode.
     r.seek(SeekFrom::Start(body_start))?;
-    let mut left = header.body_len;
-    let mut next_section = |r: &mut BufReader<File>| -> Result<Option<Vec<u8>>, SnapshotError> {
-        if left == 0 {
-            return Ok(None);
-        }
-        let mut len = [0u8; 4];
-        r.read_exact(&mut len).map_err(eof_is_truncation)?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len > MAX_SECTION || (len as u64 + 4) > left {
-            return Err(SnapshotError::Decode("section length out of range".into()));
-        }
-        let mut bytes = vec![0u8; len];
-        r.read_exact(&mut bytes).map_err(eof_is_truncation)?;
-        left -= 4 + len as u64;
-        Ok(Some(bytes))
+    let mut sections = Sections {
+        r,
+        left: header.body_len,
     };
-    let catalog_bytes = next_section(&mut r)?
+    let catalog_bytes = sections
+        .next()?
         .ok_or_else(|| SnapshotError::Decode("missing catalog section".into()))?;
     // The catalog's type differs between versions 1 and 2.
     let catalog: CatalogV2 = if version == VERSION_1 {
@@ -146,13 +140,61 @@ pub fn read(
     } else {
         codec::decode(&catalog_bytes).map_err(decode_err)?
     };
+    Ok(Checked {
+        pairs_at: body_end - sections.left,
+        pairs_len: sections.left,
+        header,
+        catalog,
+    })
+}
+
+/// The length-prefixed sections of a body.
+struct Sections {
+    r: BufReader<File>,
+    left: u64,
+}
+
+impl Sections {
+    fn next(&mut self) -> Result<Option<Vec<u8>>, SnapshotError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let mut len = [0u8; 4];
+        self.r.read_exact(&mut len).map_err(eof_is_truncation)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_SECTION || (len as u64 + 4) > self.left {
+            return Err(SnapshotError::Decode("section length out of range".into()));
+        }
+        let mut bytes = vec![0u8; len];
+        self.r.read_exact(&mut bytes).map_err(eof_is_truncation)?;
+        self.left -= 4 + len as u64;
+        Ok(Some(bytes))
+    }
+}
+
+/// Decodes the pairs of a checked snapshot, giving each chunk to `on_pairs`
+/// with its partition (`None` before version 3) as it is decoded, so that a
+/// restore loads one chunk while the next is read. The file was checked
+/// (`check`); an error here means it changed since, or was written wrong.
+pub fn read_pairs(
+    path: &Path,
+    checked: &Checked,
+    mut on_pairs: impl FnMut(Option<u32>, Vec<PairV5>) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    let header = &checked.header;
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(checked.pairs_at))?;
+    let mut sections = Sections {
+        r: BufReader::with_capacity(1 << 20, file),
+        left: checked.pairs_len,
+    };
     let partitions = match &header.covered {
         super::Covered::Partitions(p) => p.len(),
         super::Covered::Shards(_) => 0,
     };
     let mut pairs = 0u64;
-    while let Some(bytes) = next_section(&mut r)? {
-        let (partition, chunk) = match version {
+    while let Some(bytes) = sections.next()? {
+        let (partition, chunk) = match header.version {
             VERSION_4 => {
                 let chunk: ChunkV5 = codec::decode(&bytes).map_err(decode_err)?;
                 (Some(chunk.partition), chunk.pairs)
@@ -177,5 +219,16 @@ pub fn read(
             header.pairs
         )));
     }
-    Ok((header, catalog))
+    Ok(())
+}
+
+/// Reads a whole snapshot after checking it (`check`, then `read_pairs`):
+/// nothing is decoded from a file that fails its checks.
+pub fn read(
+    path: &Path,
+    on_pairs: impl FnMut(Option<u32>, Vec<PairV5>) -> Result<(), SnapshotError>,
+) -> Result<(Header, CatalogV2), SnapshotError> {
+    let checked = check(path)?;
+    read_pairs(path, &checked, on_pairs)?;
+    Ok((checked.header, checked.catalog))
 }

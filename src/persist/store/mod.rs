@@ -23,7 +23,7 @@ mod restore;
 mod take;
 
 pub use migrate::{legacy_replay_start, usable_legacy};
-pub use plan::{check_snapshot, layout, replay_start, usable_partitioned, Layout};
+pub use plan::{check_snapshot_head, layout, replay_start, usable_partitioned, Layout};
 pub use restore::decode_chunk;
 pub use take::encode_chunk;
 

@@ -9,7 +9,6 @@ use std::path::Path;
 use super::migrate::has_legacy_files;
 use super::{stored_partitions, StoreError};
 use crate::engine::catalog::CatalogState;
-use crate::persist::model::PairV5;
 use crate::persist::snapshot::{self, Covered, Header};
 
 /// How a restore reads a data directory: the partition count it records
@@ -36,22 +35,18 @@ pub fn layout(dir: &Path, partitions: u32) -> Result<Layout, StoreError> {
     Ok(Layout { stored, legacy })
 }
 
-/// Reads one snapshot as a restore does: its own checks (magic, version,
-/// lengths, checksums, decoding), then `usable` on its header, then its
-/// catalog; the pairs go to `on_pairs` as they are decoded. The error says
-/// why a restore would skip it. Read-only, also for `ops verify`.
-pub fn check_snapshot(
+/// What a restore checks before it loads a snapshot: its own checks but
+/// the decoding of its pairs (magic, version, lengths, body checksum,
+/// catalog), then `usable` on its header. The pairs are decoded while they
+/// are loaded (`snapshot::read_pairs`).
+pub fn check_snapshot_head(
     path: &Path,
     usable: &dyn Fn(&Header) -> Result<(), String>,
-    on_pairs: impl FnMut(Option<u32>, Vec<PairV5>) -> Result<(), snapshot::SnapshotError>,
-) -> Result<(Header, CatalogState), String> {
-    snapshot::read(path, on_pairs)
-        .map_err(|e| e.to_string())
-        .and_then(|(header, catalog)| {
-            usable(&header)?;
-            let state = catalog.to_state().map_err(|e| e.to_string())?;
-            Ok((header, state))
-        })
+) -> Result<(snapshot::Checked, CatalogState), String> {
+    let checked = snapshot::check(path).map_err(|e| e.to_string())?;
+    usable(&checked.header)?;
+    let state = checked.catalog.to_state().map_err(|e| e.to_string())?;
+    Ok((checked, state))
 }
 
 /// Whether a partitioned restore of a directory of `partitions` can use a

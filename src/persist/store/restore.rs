@@ -16,7 +16,7 @@ use std::time::Instant;
 use futures_executor::block_on;
 
 use super::migrate::{remove_legacy, restore_legacy};
-use super::plan::{check_snapshot, layout, replay_start, usable_partitioned, Layout};
+use super::plan::{check_snapshot_head, layout, replay_start, usable_partitioned, Layout};
 use super::{
     log_dir, shard_dir, write_partitions, Progress, RestoreReport, SnapshotInfo, Store, StoreError,
     BATCH, IN_FLIGHT,
@@ -166,12 +166,14 @@ impl Store {
     }
 }
 
-/// A snapshot's contents.
+/// The snapshot a restore loads: checked (header, checksum, catalog); its
+/// pairs are decoded while they are loaded (`load_pairs`).
 pub(super) struct Image {
     id: u64,
     pub(super) header: Header,
     catalog: CatalogState,
-    chunks: Vec<(Option<u32>, Vec<PairV5>)>,
+    path: std::path::PathBuf,
+    checked: snapshot::Checked,
     bytes: u64,
 }
 
@@ -182,23 +184,20 @@ pub(super) fn newest_snapshot(
     usable: impl Fn(&Header) -> Result<(), String>,
 ) -> Result<Option<Image>, StoreError> {
     for file in snapshot::list(dir)?.iter().rev() {
-        let total = snapshot::read_header(&file.path).ok().map(|h| h.pairs);
-        let mut progress = Progress::new("snapshot pairs read", total);
-        let mut chunks = Vec::new();
-        let result = check_snapshot(&file.path, &usable, |partition, chunk| {
-            progress.advance(chunk.len() as u64);
-            chunks.push((partition, chunk));
-            Ok(())
-        });
-        match result {
-            Ok((header, catalog)) => {
-                tracing::info!(id = file.id, pairs = header.pairs, "restoring snapshot");
+        match check_snapshot_head(&file.path, &usable) {
+            Ok((checked, catalog)) => {
+                tracing::info!(
+                    id = file.id,
+                    pairs = checked.header.pairs,
+                    "restoring snapshot"
+                );
                 report.snapshot = Some(file.id);
                 return Ok(Some(Image {
                     id: file.id,
-                    header,
+                    header: checked.header.clone(),
                     catalog,
-                    chunks,
+                    path: file.path.clone(),
+                    checked,
                     bytes: fs::metadata(&file.path).map_or(0, |m| m.len()),
                 }));
             }
@@ -324,8 +323,14 @@ pub fn decode_chunk(
 /// Pairs of an older snapshot gathered per partition before a load.
 const LEGACY_LOAD: usize = 1024;
 
-/// Loads a snapshot's pairs into their partitions, several loads in flight;
-/// returns the highest position a pair remembers.
+/// Loads a snapshot's pairs into their partitions as they are decoded,
+/// several loads in flight, so that the shards insert one chunk while this
+/// thread decodes the next; returns the highest position a pair remembers.
+///
+/// The snapshot passed its checks (checksum, catalog) before anything was
+/// installed; pairs that still fail to decode mean the file changed since
+/// or was written wrong, and the restore stops rather than fall back to an
+/// older snapshot over a partly loaded one.
 pub(super) fn load_pairs(
     engine: &Engine,
     image: Option<Image>,
@@ -351,7 +356,7 @@ pub(super) fn load_pairs(
             }
             Ok(())
         };
-    for (partition, chunk) in image.chunks {
+    let mut on_chunk = |partition: Option<u32>, chunk: Vec<PairV5>| -> Result<(), StoreError> {
         // A partitioned snapshot's chunk goes to its partition as it is; an
         // older one's pairs are gathered by partition, in small loads (a
         // large buffer per partition would hold the whole snapshot twice).
@@ -382,7 +387,53 @@ pub(super) fn load_pairs(
         for (p, batch) in by_partition {
             flush(p, batch, &mut loading)?;
         }
-    }
+        Ok(())
+    };
+    // One thread decodes the file's sections while this one turns pairs
+    // into what the shards load and hands them over: three stages in
+    // flight (decode, convert, insert) rather than one after the other.
+    let (decoded, read) = std::thread::scope(|scope| -> Result<_, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Option<u32>, Vec<PairV5>)>(4);
+        let (path, checked) = (&image.path, &image.checked);
+        let reader = std::thread::Builder::new()
+            .name("snapshot-decode".into())
+            .spawn_scoped(scope, move || {
+                snapshot::read_pairs(path, checked, |partition, chunk| {
+                    // A closed channel: the loading side stopped on an error.
+                    tx.send((partition, chunk))
+                        .map_err(|_| snapshot::SnapshotError::Decode("the load stopped".into()))
+                })
+            })
+            .map_err(|e| {
+                bad_record(
+                    "snapshot",
+                    0,
+                    format!("cannot start a decoding thread: {e}"),
+                )
+            })?;
+        let mut decoded = Ok(());
+        for (partition, chunk) in rx.iter() {
+            if let Err(e) = on_chunk(partition, chunk) {
+                decoded = Err(e);
+                break;
+            }
+        }
+        drop(rx);
+        let read = reader.join().unwrap_or_else(|_| {
+            Err(snapshot::SnapshotError::Decode(
+                "the decoding thread panicked".into(),
+            ))
+        });
+        Ok((decoded, read))
+    })?;
+    decoded?;
+    read.map_err(|e| {
+        bad_record(
+            "snapshot",
+            0,
+            format!("its pairs could not be read after it passed its checks: {e}"),
+        )
+    })?;
     for (p, batch) in buckets {
         if !batch.is_empty() {
             flush(p, batch, &mut loading)?;

@@ -758,6 +758,45 @@ fn body_start(bytes: &[u8]) -> usize {
     16 + u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize + 4
 }
 
+/// Pairs are decoded while they load, after the snapshot passed its checks
+/// (checksum, catalog): a snapshot sealed with a pair section that does not
+/// decode (a writer's bug, not damage) stops the restore with an error
+/// instead of falling back to an older snapshot over a partly loaded one.
+#[actix_rt::test]
+async fn a_sealed_snapshot_whose_pairs_do_not_decode_stops_the_restore() {
+    let s = scenario().await;
+    let path = snapshot_file(s.dir.path(), s.newer);
+    let (header, catalog) = snapshot::read(&path, |_, _| Ok(())).expect("a good snapshot");
+    let Covered::Partitions(positions) = header.covered.clone() else {
+        panic!("a partitioned snapshot");
+    };
+    fs::remove_file(&path).expect("remove");
+    let mut writer =
+        snapshot::SnapshotWriter::create(s.dir.path(), s.newer, positions.len()).expect("writer");
+    writer.write_catalog(&catalog).expect("catalog");
+    writer
+        .write_encoded_chunk(&[0xFF; 64], header.pairs as usize)
+        .expect("chunk");
+    writer
+        .finish(
+            header.created(),
+            header.catalog_position,
+            positions,
+            header.pair_numbers,
+        )
+        .expect("sealed");
+    assert!(snapshot::check(&path).is_ok(), "it passes the checks");
+    let engine = Engine::start(config(), Catalog::default());
+    let (e, d) = (engine.clone(), s.dir.path().to_path_buf());
+    let result = actix_rt::task::spawn_blocking(move || Store::restore(&e, &d, 3))
+        .await
+        .expect("restore thread");
+    let Err(e) = result else {
+        panic!("the restore went on over an undecodable snapshot");
+    };
+    assert!(e.to_string().contains("after it passed its checks"), "{e}");
+}
+
 #[actix_rt::test]
 async fn a_newest_snapshot_with_bad_magic_falls_back_to_the_older_one() {
     falls_back(|p| edit(p, |b| b[0] ^= 0xFF), "bad magic").await;
