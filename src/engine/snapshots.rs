@@ -52,24 +52,26 @@ impl Engine {
 
     /// The next chunk of a partition's pairs in a snapshot, encoded by
     /// `encode` on the shard's thread.
-    pub async fn snapshot_chunk(
+    ///
+    /// The request is on its way when this returns (not when the future is
+    /// first polled), so a caller can ask for the next chunk before it
+    /// writes the one it has.
+    pub fn snapshot_chunk(
         &self,
         p: PartitionId,
         from: usize,
         max: usize,
         token: u64,
         encode: EncodeChunk,
-    ) -> Result<Chunk, EngineError> {
-        self.shards[self.shard_of(p)]
-            .send(SnapshotChunk {
-                partition: p,
-                from,
-                max,
-                token,
-                encode,
-            })
-            .await
-            .map_err(shard_gone)?
+    ) -> impl std::future::Future<Output = Result<Chunk, EngineError>> + 'static {
+        let request = self.shards[self.shard_of(p)].send(SnapshotChunk {
+            partition: p,
+            from,
+            max,
+            token,
+            encode,
+        });
+        async move { request.await.map_err(shard_gone)? }
     }
 
     /// Makes room for about this many pairs in every partition.

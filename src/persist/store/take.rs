@@ -88,19 +88,21 @@ impl Store {
                 for p in mine.map(PartitionId) {
                     let begin = engine.snapshot_begin(p).await?;
                     positions.borrow_mut()[p.0 as usize] = begin.next.0;
-                    let mut from = 0;
-                    loop {
-                        let chunk = engine
-                            .snapshot_chunk(p, from, CHUNK_PAIRS, begin.token, encode.clone())
-                            .await?;
+                    let ask = |from| {
+                        engine.snapshot_chunk(p, from, CHUNK_PAIRS, begin.token, encode.clone())
+                    };
+                    let mut next = Some(ask(0));
+                    while let Some(asked) = next.take() {
+                        let chunk = asked.await?;
+                        // The shard encodes the next chunk while this one
+                        // is written.
+                        if !chunk.done {
+                            next = Some(ask(chunk.next));
+                        }
                         if chunk.pairs > 0 {
                             writer
                                 .borrow_mut()
                                 .write_encoded_chunk(&chunk.bytes, chunk.pairs)?;
-                        }
-                        from = chunk.next;
-                        if chunk.done {
-                            break;
                         }
                     }
                 }
