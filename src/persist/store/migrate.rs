@@ -8,9 +8,8 @@
 use std::fs;
 use std::path::Path;
 
-use super::restore::{
-    bad_record, install, load_pairs, newest_snapshot, replay_catalog, Loaded, Replayer,
-};
+use super::load::{install, load_pairs, newest_snapshot, replay_catalog};
+use super::restore::{bad_record, Loaded, Replayer};
 use super::{legacy_dir, shard_dir, shard_logs, RestoreReport, StoreError};
 use crate::engine::log::Position;
 use crate::engine::Engine;

@@ -13,18 +13,19 @@
 //!
 //! Owns: the layout, `Store` (the open log and the snapshot bookkeeping),
 //! its reports. Restoring is in `restore` (what it decides, read-only, in
-//! `plan`), taking snapshots in `take`. The
+//! `plan`; the snapshot's load in `load`), taking snapshots in `take`. The
 //! engine is reached only through its public API; store work runs on plain
 //! threads (`futures_executor::block_on`), never on an arbiter.
 
+mod load;
 mod migrate;
 mod plan;
 mod restore;
 mod take;
 
+pub use load::decode_chunk;
 pub use migrate::{legacy_replay_start, usable_legacy};
 pub use plan::{check_snapshot_head, layout, replay_start, usable_partitioned, Layout};
-pub use restore::decode_chunk;
 pub use take::encode_chunk;
 
 use std::fs;
