@@ -207,6 +207,11 @@ pub(crate) struct Shared {
     store: std::sync::OnceLock<Arc<dyn SharedStore>>,
     revision: std::sync::atomic::AtomicU64,
     pub(crate) delivering: AtomicBool,
+    /// Sharing a webhook's attempts: the newest list's number per webhook,
+    /// and a lock held while one is written, so an older list never lands
+    /// after a newer one.
+    share_latest: Arc<Mutex<HashMap<WebhookId, u64>>>,
+    share_writing: Arc<Mutex<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -341,8 +346,22 @@ impl Shared {
             let records: Vec<files::DeliveryRecord> = list.iter().map(Into::into).collect();
             drop(all);
             if let Ok(bytes) = serde_json::to_vec(&records) {
+                let number = {
+                    let mut latest = lock(&self.share_latest);
+                    let n = latest.entry(id).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                let (latest, writing) = (self.share_latest.clone(), self.share_writing.clone());
                 // Off the delivery loop; the attempts list is informative.
+                // One write at a time, and only of the newest list: a
+                // thread that finds a newer one leaves it to that one's
+                // thread, which writes after it.
                 std::thread::spawn(move || {
+                    let _writing = lock(&writing);
+                    if lock(&latest).get(&id) != Some(&number) {
+                        return;
+                    }
                     if let Err(e) = store.put(&deliveries_doc(id), &bytes) {
                         tracing::debug!(error = %e, "cannot share a webhook's attempts");
                     }
@@ -416,6 +435,8 @@ impl Webhooks {
                 store: std::sync::OnceLock::new(),
                 revision: std::sync::atomic::AtomicU64::new(0),
                 delivering: AtomicBool::new(true),
+                share_latest: Arc::default(),
+                share_writing: Arc::default(),
             }),
             commands,
             receiver: Mutex::new(Some(receiver)),

@@ -263,10 +263,10 @@ fn a_node_that_starts_delivering_goes_on_from_the_attempts_the_last_one_shared()
     // The second node joined before any delivery.
     let second = open(two.path(), &feed(two.path())).unwrap();
     second.attach_store(store.clone()).unwrap();
-    // The first node delivered twice; what it shares goes to the store
-    // beside the delivery loop.
+    // The first node delivered 40 times; what it shares goes to the store
+    // beside the delivery loop, and an older list never lands last.
     first.shared.delivering.store(true, Ordering::Release);
-    for attempt in 1..=2 {
+    for attempt in 1..=40 {
         first.shared.record(
             hook.id,
             Delivery {
@@ -284,7 +284,7 @@ fn a_node_that_starts_delivering_goes_on_from_the_attempts_the_last_one_shared()
     while !store
         .load(&doc)
         .unwrap()
-        .is_some_and(|(b, _)| String::from_utf8_lossy(&b).contains("\"e2\""))
+        .is_some_and(|(b, _)| String::from_utf8_lossy(&b).contains("\"e40\""))
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -292,11 +292,77 @@ fn a_node_that_starts_delivering_goes_on_from_the_attempts_the_last_one_shared()
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (bytes, _) = store.load(&doc).unwrap().expect("shared");
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("\"e40\""),
+        "an older list of attempts replaced the newest"
+    );
     // The second node takes over delivering: its list starts from them.
     second.shared.delivering.store(true, Ordering::Release);
     assert_eq!(second.deliveries(app, hook.id).map(|d| d.len()), Some(0));
     second.shared.reload_positions().unwrap();
     let listed = second.deliveries(app, hook.id).unwrap();
     let ids: Vec<Option<String>> = listed.iter().map(|d| d.event_id.clone()).collect();
-    assert_eq!(ids, vec![Some("e2".to_string()), Some("e1".to_string())]);
+    let expected: Vec<Option<String>> = (1..=40).rev().map(|i| Some(format!("e{i}"))).collect();
+    assert_eq!(ids, expected);
+}
+
+/// A store whose write of a webhook's first list of attempts is slow, so
+/// that without ordering it would land after the second.
+#[derive(Default)]
+struct SlowFirstList(MemoryStore);
+
+impl SharedStore for SlowFirstList {
+    fn load(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, String> {
+        self.0.load(name)
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8], revision: u64) -> Result<Option<u64>, String> {
+        self.0.replace(name, bytes, revision)
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        if name.starts_with("deliveries.") && !String::from_utf8_lossy(bytes).contains("\"e2\"") {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
+        self.0.put(name, bytes)
+    }
+}
+
+#[test]
+fn an_older_list_of_attempts_never_replaces_a_newer_one_in_the_shared_store() {
+    let store: Arc<SlowFirstList> = Arc::default();
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), &feed(dir.path())).unwrap();
+    node.attach_store(store.clone()).unwrap();
+    let app = ApplicationId(1);
+    let hook = node
+        .create(app, new("https://example.com/a", &[], None))
+        .unwrap();
+    node.shared.delivering.store(true, Ordering::Release);
+    for attempt in 1..=2 {
+        node.shared.record(
+            hook.id,
+            Delivery {
+                event_id: Some(format!("e{attempt}")),
+                attempt,
+                status: DeliveryStatus::Delivered,
+                response_status: Some(204),
+                error: None,
+                at: Utc::now(),
+            },
+        );
+    }
+    // Both writes are over well before this.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let (bytes, _) = store
+        .load(&shared::deliveries_doc(hook.id))
+        .unwrap()
+        .expect("the attempts were shared");
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("\"e2\""),
+        "the first list landed after the second: {}",
+        String::from_utf8_lossy(&bytes)
+    );
 }
