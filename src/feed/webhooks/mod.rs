@@ -342,31 +342,10 @@ impl Shared {
         while list.len() > deliver::DELIVERIES_KEPT {
             list.pop_front();
         }
-        if let Some(store) = self.store.get().cloned() {
+        if self.store.get().is_some() {
             let records: Vec<files::DeliveryRecord> = list.iter().map(Into::into).collect();
             drop(all);
-            if let Ok(bytes) = serde_json::to_vec(&records) {
-                let number = {
-                    let mut latest = lock(&self.share_latest);
-                    let n = latest.entry(id).or_insert(0);
-                    *n += 1;
-                    *n
-                };
-                let (latest, writing) = (self.share_latest.clone(), self.share_writing.clone());
-                // Off the delivery loop; the attempts list is informative.
-                // One write at a time, and only of the newest list: a
-                // thread that finds a newer one leaves it to that one's
-                // thread, which writes after it.
-                std::thread::spawn(move || {
-                    let _writing = lock(&writing);
-                    if lock(&latest).get(&id) != Some(&number) {
-                        return;
-                    }
-                    if let Err(e) = store.put(&deliveries_doc(id), &bytes) {
-                        tracing::debug!(error = %e, "cannot share a webhook's attempts");
-                    }
-                });
-            }
+            self.share_attempts(id, &records);
         }
     }
 }

@@ -25,6 +25,33 @@ pub(super) fn deliveries_doc(id: WebhookId) -> String {
 }
 
 impl Shared {
+    /// In a cluster: writes a webhook's recent attempts to the shared store,
+    /// off the delivery loop (the list is informative). One write at a
+    /// time, and only of the newest list: a thread that finds a newer one
+    /// leaves it to that one's thread, which writes after it.
+    pub(super) fn share_attempts(&self, id: WebhookId, records: &[files::DeliveryRecord]) {
+        let (Some(store), Ok(bytes)) = (self.store.get().cloned(), serde_json::to_vec(records))
+        else {
+            return;
+        };
+        let number = {
+            let mut latest = lock(&self.share_latest);
+            let n = latest.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let (latest, writing) = (self.share_latest.clone(), self.share_writing.clone());
+        std::thread::spawn(move || {
+            let _writing = lock(&writing);
+            if lock(&latest).get(&id) != Some(&number) {
+                return;
+            }
+            if let Err(e) = store.put(&deliveries_doc(id), &bytes) {
+                tracing::debug!(error = %e, "cannot share a webhook's attempts");
+            }
+        });
+    }
+
     /// In a cluster: takes the shared list as it is now (blocking).
     pub(super) fn refresh(&self, registry: &mut Registry) -> Result<(), WebhookError> {
         let Some(store) = self.store.get() else {

@@ -250,6 +250,18 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// A delivered attempt of entry `e<attempt>`.
+fn delivered(attempt: u32) -> Delivery {
+    Delivery {
+        event_id: Some(format!("e{attempt}")),
+        attempt,
+        status: DeliveryStatus::Delivered,
+        response_status: Some(204),
+        error: None,
+        at: Utc::now(),
+    }
+}
+
 #[test]
 fn a_node_that_starts_delivering_goes_on_from_the_attempts_the_last_one_shared() {
     let store: Arc<MemoryStore> = Arc::default();
@@ -267,17 +279,7 @@ fn a_node_that_starts_delivering_goes_on_from_the_attempts_the_last_one_shared()
     // beside the delivery loop, and an older list never lands last.
     first.shared.delivering.store(true, Ordering::Release);
     for attempt in 1..=40 {
-        first.shared.record(
-            hook.id,
-            Delivery {
-                event_id: Some(format!("e{attempt}")),
-                attempt,
-                status: DeliveryStatus::Delivered,
-                response_status: Some(204),
-                error: None,
-                at: Utc::now(),
-            },
-        );
+        first.shared.record(hook.id, delivered(attempt));
     }
     let doc = shared::deliveries_doc(hook.id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -342,17 +344,7 @@ fn an_older_list_of_attempts_never_replaces_a_newer_one_in_the_shared_store() {
         .unwrap();
     node.shared.delivering.store(true, Ordering::Release);
     for attempt in 1..=2 {
-        node.shared.record(
-            hook.id,
-            Delivery {
-                event_id: Some(format!("e{attempt}")),
-                attempt,
-                status: DeliveryStatus::Delivered,
-                response_status: Some(204),
-                error: None,
-                at: Utc::now(),
-            },
-        );
+        node.shared.record(hook.id, delivered(attempt));
     }
     // Both writes are over well before this.
     std::thread::sleep(std::time::Duration::from_millis(600));
