@@ -23,6 +23,7 @@
 #   PERF_OUT=          with PERF=1: also keep perf.data there
 #   RUST_LOG=warn      the server's log filter (info logs every request)
 #   NO_BUILD=0         1: use the binaries already built
+#   ENGINE_BIN=        the engine binary to run (A/B runs of two builds)
 set -euo pipefail
 
 DURATION=${1:-20s}
@@ -81,7 +82,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "$TARGET" = engine ]; then
-  target/release/achievements-engine --listen "$HOST:$PORT" --data-dir "$DATA" \
+  "${ENGINE_BIN:-target/release/achievements-engine}" --listen "$HOST:$PORT" --data-dir "$DATA" \
     --management-key "$MKEY" --workers "$WORKERS" --snapshot-interval 0 \
     >"$DATA.log" 2>&1 &
 else
