@@ -80,7 +80,7 @@ impl Handler<PairMessage> for PairActor {
             });
             ctx.stop();
         } else {
-            self.timers.borrow_mut().arm(msg.partition, &self.cell);
+            self.timers.borrow_mut().arm(&self.cell);
         }
         respond(step, &self.cell, msg.partition, &self.log, &self.shared)
     }

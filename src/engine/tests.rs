@@ -410,3 +410,21 @@ async fn a_log_that_cannot_write_refuses_changes_and_changes_nothing() {
         .expect("applied");
     assert_eq!(progress(&engine, &entry, "c1").await, Decimal::ONE);
 }
+
+#[test]
+fn a_pairs_cell_with_its_counts_fits_the_allocators_160_byte_class() {
+    // `Rc` adds two counts (16 bytes); jemalloc's classes around it are 128,
+    // 160 and 192 bytes, and every pair of the engine has one such cell.
+    let with_counts = std::mem::size_of::<pair::PairCell>() + 2 * std::mem::size_of::<usize>();
+    assert!(with_counts <= 160, "{with_counts} bytes");
+}
+
+#[test]
+fn a_pairs_timer_second_reads_back_as_set() {
+    let cell = pair::PairCell::new(crate::domain::PairTracker::new(1), log::PartitionId(0));
+    assert_eq!(cell.armed.get(), None);
+    for second in [Some(0), Some(-1), Some(1_700_000_000), Some(i64::MAX), None] {
+        cell.armed.set(second);
+        assert_eq!(cell.armed.get(), second);
+    }
+}

@@ -32,12 +32,13 @@ fn timer_second(t: DateTime<Utc>) -> i64 {
 /// A shard's timers.
 #[derive(Default)]
 pub struct Timers {
-    by_second: BTreeMap<i64, Vec<(PartitionId, Weak<PairCell>)>>,
+    /// Cells know their partition: a pointer per pair is all this keeps.
+    by_second: BTreeMap<i64, Vec<Weak<PairCell>>>,
 }
 
 impl Timers {
     /// Files the pair's current deadline, unless it is filed already.
-    pub fn arm(&mut self, partition: PartitionId, cell: &Rc<PairCell>) {
+    pub fn arm(&mut self, cell: &Rc<PairCell>) {
         let second = cell.tracker.borrow().next_deadline().map(timer_second);
         if cell.armed.get() == second {
             return;
@@ -47,7 +48,7 @@ impl Timers {
             self.by_second
                 .entry(at)
                 .or_default()
-                .push((partition, Rc::downgrade(cell)));
+                .push(Rc::downgrade(cell));
         }
     }
 
@@ -65,7 +66,7 @@ impl Timers {
             let Some((second, cells)) = self.by_second.pop_first() else {
                 break;
             };
-            for (p, weak) in cells {
+            for weak in cells {
                 let Some(cell) = weak.upgrade() else {
                     continue;
                 };
@@ -74,7 +75,7 @@ impl Timers {
                     continue;
                 }
                 cell.armed.set(None);
-                due.entry(p).or_default().push(cell);
+                due.entry(cell.partition).or_default().push(cell);
             }
         }
         due

@@ -50,8 +50,8 @@ pub struct Shard {
     /// Indexed by partition id; `Some` for the partitions this shard runs
     /// (`p % shards == index`), so finding one takes no division.
     partitions: Vec<Option<Partition>>,
-    /// Pairs with an actor, and their partitions.
-    active: HashMap<PairKey, PartitionId, Hasher>,
+    /// Pairs with an actor: their partitions and actors.
+    active: HashMap<PairKey, (PartitionId, Addr<PairActor>), Hasher>,
     /// Period ends of every pair of the shard, active or passive.
     timers: Rc<RefCell<Timers>>,
     log: Rc<ShardLog>,
@@ -121,7 +121,7 @@ impl Shard {
         if was_empty && keep {
             self.shared.stats.pair_added(self.index);
         }
-        self.timers.borrow_mut().arm(p, &cell);
+        self.timers.borrow_mut().arm(&cell);
         true
     }
 
@@ -146,7 +146,7 @@ impl Shard {
             };
             return (None, Ok(step));
         }
-        let (index, created) = part.ensure(op.key, || shared.next_pair_number());
+        let (index, created) = part.ensure(op.key, op.partition, || shared.next_pair_number());
         let cell = part.pairs[index].cell.clone();
         let was_empty = created || !cell.tracker.borrow().has_progress();
         let step = run_op(&cell, op, &self.shared, &self.log, now);
@@ -156,16 +156,16 @@ impl Shard {
     }
 
     fn activate(&mut self, key: &PairKey, p: PartitionId, ctx: &mut Context<Self>) {
-        let (shared, log, timers) = (self.shared.clone(), self.log.clone(), self.timers.clone());
-        let Ok(part) = self.part_mut(p) else {
-            return;
-        };
-        let Some(slot) = part.pairs.get_mut(key) else {
-            return;
-        };
-        if slot.actor.is_some() {
+        if self.active.contains_key(key) {
             return;
         }
+        let (shared, log, timers) = (self.shared.clone(), self.log.clone(), self.timers.clone());
+        let Ok(part) = self.part(p) else {
+            return;
+        };
+        let Some(slot) = part.pairs.get(key) else {
+            return;
+        };
         let actor = PairActor::new(
             key.clone(),
             slot.cell.clone(),
@@ -176,15 +176,14 @@ impl Shard {
         )
         .start();
         shared.stats.actor_started();
-        slot.actor = Some(actor.clone());
-        self.active.insert(key.clone(), p);
+        self.active.insert(key.clone(), (p, actor.clone()));
         self.shared.routes.insert(key.clone(), actor);
     }
 
     fn deactivate(&mut self, key: &PairKey) -> Option<Addr<PairActor>> {
-        let p = self.active.remove(key)?;
+        let (_, actor) = self.active.remove(key)?;
         self.shared.routes.remove(key);
-        self.part_mut(p).ok()?.pairs.get_mut(key)?.actor.take()
+        Some(actor)
     }
 
     fn on_tick(&mut self) {
@@ -197,8 +196,8 @@ impl Shard {
         let idle: Vec<PairKey> = self
             .active
             .iter()
-            .filter(|(k, p)| {
-                self.part(**p)
+            .filter(|(k, (p, _))| {
+                self.part(*p)
                     .ok()
                     .and_then(|part| part.pairs.get(*k))
                     .is_none_or(|s| s.cell.last_active.get().elapsed() >= idle_after)
@@ -224,7 +223,7 @@ impl Shard {
         let rearm = |shard: &Shard, cells: &[Rc<PairCell>]| {
             let mut timers = shard.timers.borrow_mut();
             for cell in cells {
-                timers.arm(p, cell);
+                timers.arm(cell);
             }
         };
         if !cells.iter().any(|c| ended(c)) || self.log.check_writable(p).is_err() {
@@ -308,7 +307,7 @@ impl Shard {
                         }),
                 );
             }
-            self.timers.borrow_mut().arm(p, cell);
+            self.timers.borrow_mut().arm(cell);
         }
         feed::send_entries(self.shared.feed(), position, feed);
         expired

@@ -8,20 +8,20 @@
 
 use std::rc::Rc;
 
-use actix::Addr;
 use indexmap::IndexMap;
 
 use crate::domain::{AchievementId, CustomerId, PairTracker};
-use crate::engine::actor::PairActor;
-use crate::engine::log::Position;
+use crate::engine::log::{PartitionId, Position};
 use crate::engine::pair::{PairCell, PairKey};
 
 /// A fast hasher seeded per process (keys come from clients).
 pub type Hasher = ahash::RandomState;
 
+/// A pair as its partition holds it. An active pair's actor address is
+/// kept by the shard (`Shard::active`), not here: it takes 24 bytes, and
+/// most pairs never have one.
 pub struct Slot {
     pub cell: Rc<PairCell>,
-    pub actor: Option<Addr<PairActor>>,
 }
 
 #[derive(Default)]
@@ -35,15 +35,19 @@ pub struct Partition {
 impl Partition {
     /// The position of a pair's slot, created if it is missing; and whether
     /// it was created now.
-    pub fn ensure(&mut self, key: &PairKey, number: impl FnOnce() -> u64) -> (usize, bool) {
+    pub fn ensure(
+        &mut self,
+        key: &PairKey,
+        partition: PartitionId,
+        number: impl FnOnce() -> u64,
+    ) -> (usize, bool) {
         match self.pairs.get_index_of(key) {
             Some(i) => (i, false),
             None => {
                 let (i, _) = self.pairs.insert_full(
                     key.clone(),
                     Slot {
-                        cell: PairCell::new(PairTracker::new(number())),
-                        actor: None,
+                        cell: PairCell::new(PairTracker::new(number()), partition),
                     },
                 );
                 (i, true)
@@ -107,14 +111,27 @@ impl Partition {
         erased
     }
 
-    /// Drops the slots of erased pairs (no progress, no actor). Positions
-    /// move, so this runs only where no snapshot walks them.
-    pub fn purge_empty(&mut self) {
+    /// Drops the slots of erased pairs (no progress, no actor: `active`
+    /// tells which have one). Positions move, so this runs only where no
+    /// snapshot walks them.
+    pub fn purge_empty(&mut self, active: impl Fn(&PairKey) -> bool) {
         let before = self.pairs.len();
         self.pairs
-            .retain(|_, s| s.actor.is_some() || s.cell.tracker.borrow().has_progress());
+            .retain(|k, s| s.cell.tracker.borrow().has_progress() || active(k));
         if self.pairs.len() != before {
             self.removals += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_one_pointer() {
+        // Every pair has a slot; an actor's address (24 bytes) lives with
+        // the shard's active pairs instead.
+        assert_eq!(std::mem::size_of::<Slot>(), std::mem::size_of::<usize>());
     }
 }

@@ -180,7 +180,13 @@ impl Handler<UnloadPartition> for Shard {
 
     fn handle(&mut self, msg: UnloadPartition, _: &mut Self::Context) -> Self::Result {
         let p = msg.partition;
-        let keys: Vec<PairKey> = self.part(p)?.pairs.keys().cloned().collect();
+        self.part(p)?;
+        let keys: Vec<PairKey> = self
+            .active
+            .iter()
+            .filter(|(_, (at, _))| *at == p)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in &keys {
             if let Some(actor) = self.deactivate(key) {
                 actor.do_send(Passivate);

@@ -49,11 +49,17 @@ impl Handler<SnapshotBegin> for Shard {
 
     fn handle(&mut self, msg: SnapshotBegin, _: &mut Self::Context) -> Self::Result {
         let next = self.log.next_position(msg.partition);
+        let active: std::collections::HashSet<PairKey> = self
+            .active
+            .iter()
+            .filter(|(_, (p, _))| *p == msg.partition)
+            .map(|(k, _)| k.clone())
+            .collect();
         let part = self.part_mut(msg.partition)?;
         // Erased pairs leave empty slots so that erasing never moves the
         // positions a snapshot in progress walks; they go here, before this
         // snapshot starts walking.
-        part.purge_empty();
+        part.purge_empty(|k| active.contains(k));
         Ok(SnapshotStart {
             next,
             pairs: part.pairs.len(),
@@ -172,10 +178,10 @@ impl Handler<LoadPairs> for Shard {
         let p = msg.partition;
         let part = self.part_mut(p)?;
         for image in msg.pairs {
-            let cell = PairCell::new(PairTracker::from_parts(image.tracker));
+            let cell = PairCell::new(PairTracker::from_parts(image.tracker), p);
             cell.last.set(image.last);
-            timers.borrow_mut().arm(p, &cell);
-            let slot = super::Slot { cell, actor: None };
+            timers.borrow_mut().arm(&cell);
+            let slot = super::Slot { cell };
             if part.pairs.insert(image.key, slot).is_none() {
                 added += 1;
             }
@@ -262,7 +268,7 @@ impl Handler<Replay> for Shard {
                 (n, _) => n,
             };
             let part = self.part_mut(p)?;
-            let (index, created) = part.ensure(&key, || number);
+            let (index, created) = part.ensure(&key, p, || number);
             let cell = part.pairs[index].cell.clone();
             if cell.last.get() >= position {
                 applied.push(Applied::Skipped);
