@@ -68,7 +68,7 @@ if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
   exit 1
 fi
 
-DATA=$(mktemp -d /tmp/achv-load.XXXXXX)
+DATA=$(mktemp -d "${TMPDIR:-/tmp}/achv-load.XXXXXX")
 SERVER_PID=
 SNAP_PID=
 cleanup() {

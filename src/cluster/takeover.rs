@@ -10,12 +10,10 @@
 //! same encodings as the single node's files, so both read each other's
 //! data.
 
-use std::sync::Arc;
-
 use super::snapshots::SnapshotStore;
 use super::streams::{ClusterError, JetStreamLog};
 use crate::engine::log::{PartitionId, Position, Record};
-use crate::engine::shard::{EncodeChunk, ReplayRecord};
+use crate::engine::shard::ReplayRecord;
 use crate::engine::Engine;
 use crate::persist::model::decode_shard_record;
 use crate::persist::store::{decode_chunk, encode_chunk};
@@ -44,17 +42,17 @@ fn bad(what: &'static str) -> impl Fn(String) -> ClusterError {
 /// it applied (it names the position they cover when it commits).
 pub async fn snapshot_partition(engine: &Engine, p: PartitionId) -> Result<Vec<u8>, ClusterError> {
     let begin = engine.snapshot_begin(p).await.map_err(engine_error)?;
-    let encode: EncodeChunk = Arc::new(encode_chunk);
     let mut out = SECTIONS_V5.to_vec();
     let mut from = 0;
     loop {
         let chunk = engine
-            .snapshot_chunk(p, from, CHUNK, begin.token, encode.clone())
+            .snapshot_chunk(p, from, CHUNK, begin.token)
             .await
             .map_err(engine_error)?;
-        if chunk.pairs > 0 {
-            out.extend_from_slice(&(chunk.bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(&chunk.bytes);
+        if !chunk.pairs.is_empty() {
+            let bytes = encode_chunk(p, chunk.pairs).map_err(bad("snapshot section"))?;
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
         }
         from = chunk.next;
         if chunk.done {

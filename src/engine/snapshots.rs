@@ -10,8 +10,8 @@ use super::error::EngineError;
 use super::log::{Log, PartitionId, Position, Stream};
 use super::remote::Applied;
 use super::shard::{
-    AttachLog, Chunk, EncodeChunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
-    SnapshotBegin, SnapshotChunk, SnapshotStart, UnloadPartition,
+    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
+    SnapshotChunk, SnapshotStart, UnloadPartition,
 };
 use super::{shard_gone, Engine};
 
@@ -50,26 +50,24 @@ impl Engine {
             .map_err(shard_gone)?
     }
 
-    /// The next chunk of a partition's pairs in a snapshot, encoded by
-    /// `encode` on the shard's thread.
+    /// The next chunk of a partition's pairs in a snapshot, copied on the
+    /// shard's thread.
     ///
     /// The request is on its way when this returns (not when the future is
     /// first polled), so a caller can ask for the next chunk before it
-    /// writes the one it has.
+    /// encodes the one it has.
     pub fn snapshot_chunk(
         &self,
         p: PartitionId,
         from: usize,
         max: usize,
         token: u64,
-        encode: EncodeChunk,
     ) -> impl std::future::Future<Output = Result<Chunk, EngineError>> + 'static {
         let request = self.shards[self.shard_of(p)].send(SnapshotChunk {
             partition: p,
             from,
             max,
             token,
-            encode,
         });
         async move { request.await.map_err(shard_gone)? }
     }

@@ -14,7 +14,6 @@
 //! records carry their results, so they do not depend on them.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -22,7 +21,7 @@ use super::OpsError;
 use crate::clock::Clock;
 use crate::domain::{ApplicationId, CustomerId, Iteration};
 use crate::engine::log::PartitionId;
-use crate::engine::shard::{EncodeChunk, PairImage};
+use crate::engine::shard::PairImage;
 use crate::engine::{Catalog, Engine, EngineConfig};
 use crate::persist::store::{self, Store};
 
@@ -158,26 +157,24 @@ async fn customer_pairs(
     partition: PartitionId,
     customer: &CustomerId,
 ) -> Result<Vec<PairImage>, OpsError> {
-    let found = Arc::new(Mutex::new(Vec::new()));
-    let (keep, wanted) = (found.clone(), customer.clone());
-    let collect: EncodeChunk = Arc::new(move |_, pairs: Vec<PairImage>| {
-        let mine = pairs.into_iter().filter(|p| p.key.customer == wanted);
-        keep.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
-        Ok(Vec::new())
-    });
+    let mut found = Vec::new();
     let begin = engine.snapshot_begin(partition).await?;
     let mut from = 0;
     loop {
         let chunk = engine
-            .snapshot_chunk(partition, from, CHUNK, begin.token, collect.clone())
+            .snapshot_chunk(partition, from, CHUNK, begin.token)
             .await?;
+        found.extend(
+            chunk
+                .pairs
+                .into_iter()
+                .filter(|p| &p.key.customer == customer),
+        );
         from = chunk.next;
         if chunk.done {
-            break;
+            return Ok(found);
         }
     }
-    let pairs = std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()));
-    Ok(pairs)
 }
 
 fn iteration_view(i: &Iteration, now: chrono::DateTime<chrono::Utc>) -> IterationView {

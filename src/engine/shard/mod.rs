@@ -25,8 +25,8 @@ pub use reads::{
     DropAchievement, EraseCustomer, ExportKeys, ExportRows, ReadCustomer, UnloadPartition,
 };
 pub use restore::{
-    AttachLog, Chunk, EncodeChunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
-    SnapshotBegin, SnapshotChunk, SnapshotStart,
+    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
+    SnapshotChunk, SnapshotStart,
 };
 
 use super::actor::{PairActor, Passivate};

@@ -30,6 +30,11 @@ pub struct Partition {
     /// Bumped when pairs are removed, which moves positions in `pairs` and so
     /// invalidates a snapshot walking them.
     pub removals: u64,
+    /// Slots left empty by erasures since the last purge: a purge walks the
+    /// whole partition on its shard's thread (milliseconds for a large one,
+    /// which every event behind it waits for), so it runs only when there
+    /// is something to purge.
+    emptied: usize,
 }
 
 impl Partition {
@@ -108,6 +113,7 @@ impl Partition {
             slot.cell.last.set(at);
             erased += 1;
         }
+        self.emptied += erased;
         erased
     }
 
@@ -115,9 +121,18 @@ impl Partition {
     /// tells which have one). Positions move, so this runs only where no
     /// snapshot walks them.
     pub fn purge_empty(&mut self, active: impl Fn(&PairKey) -> bool) {
+        if self.emptied == 0 {
+            return;
+        }
         let before = self.pairs.len();
-        self.pairs
-            .retain(|k, s| s.cell.tracker.borrow().has_progress() || active(k));
+        // Empty slots with an actor stay, and are purged another time.
+        let mut kept = 0;
+        self.pairs.retain(|k, s| {
+            let keep = s.cell.tracker.borrow().has_progress() || active(k);
+            kept += usize::from(keep && !s.cell.tracker.borrow().has_progress());
+            keep
+        });
+        self.emptied = kept;
         if self.pairs.len() != before {
             self.removals += 1;
         }
@@ -127,6 +142,54 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(customer: &str) -> PairKey {
+        PairKey {
+            achievement: AchievementId(1),
+            customer: CustomerId::parse(customer, "/integrationId").expect("valid"),
+        }
+    }
+
+    fn with_progress(part: &mut Partition, k: &PairKey) {
+        let (i, _) = part.ensure(k, PartitionId(0), || 1);
+        use crate::domain::{tracker::TrackerParts, Iteration, ProgressStatus, ProgressTrackerId};
+        let t = PairTracker::from_parts(TrackerParts {
+            tracker_base: 1,
+            next_seq: 1,
+            current: Some(Iteration {
+                id: ProgressTrackerId(1),
+                status: ProgressStatus::InProgress,
+                progress: rust_decimal::Decimal::ONE,
+                start: chrono::Utc::now(),
+                end: None,
+                completion: None,
+            }),
+            ..Default::default()
+        });
+        *part.pairs[i].cell.tracker.borrow_mut() = t;
+    }
+
+    #[test]
+    fn a_purge_drops_erased_slots_and_moves_positions_only_after_an_erasure() {
+        let mut part = Partition::default();
+        let (a, b) = (key("a"), key("b"));
+        with_progress(&mut part, &a);
+        with_progress(&mut part, &b);
+        part.purge_empty(|_| false);
+        assert_eq!((part.pairs.len(), part.removals), (2, 0));
+        assert_eq!(
+            part.erase(&a.customer, &[a.achievement], Position(9), || 2),
+            1
+        );
+        // An erased pair with an actor keeps its slot until a later purge.
+        part.purge_empty(|k| k == &a);
+        assert_eq!((part.pairs.len(), part.removals), (2, 0));
+        part.purge_empty(|_| false);
+        assert_eq!((part.pairs.len(), part.removals), (1, 1));
+        assert!(part.pairs.contains_key(&b));
+        part.purge_empty(|_| false);
+        assert_eq!(part.removals, 1);
+    }
 
     #[test]
     fn a_slot_is_one_pointer() {

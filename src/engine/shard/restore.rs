@@ -68,26 +68,20 @@ impl Handler<SnapshotBegin> for Shard {
     }
 }
 
-/// Encodes a chunk of a partition's pairs for a snapshot, on the shard's
-/// thread (so shards encode in parallel); given by whoever stores
-/// snapshots.
-pub type EncodeChunk =
-    Arc<dyn Fn(PartitionId, Vec<PairImage>) -> Result<Vec<u8>, String> + Send + Sync>;
-
 /// Copies up to `max` pairs of a partition from position `from`; traffic is
-/// served between chunks, so a large partition never stalls its shard.
+/// served between chunks, so a large partition never stalls its shard. The
+/// shard only copies: whoever asked encodes, on a thread of its own, so a
+/// snapshot takes as little of the shards' time as it can.
 pub struct SnapshotChunk {
     pub partition: PartitionId,
     pub from: usize,
     pub max: usize,
     pub token: u64,
-    pub encode: EncodeChunk,
 }
 
 pub struct Chunk {
-    /// The chunk as `encode` made it (empty when it holds no pair).
-    pub bytes: Vec<u8>,
-    pub pairs: usize,
+    /// The pairs with progress among those walked.
+    pub pairs: Vec<PairImage>,
     pub next: usize,
     pub done: bool,
 }
@@ -120,21 +114,10 @@ impl Handler<SnapshotChunk> for Shard {
                 tracker: slot.cell.tracker.borrow().to_parts(),
             })
             .collect();
-        let done = end >= part.pairs.len();
-        let n = pairs.len();
-        let bytes = if n == 0 {
-            Vec::new()
-        } else {
-            (msg.encode)(msg.partition, pairs).map_err(|e| {
-                tracing::error!(error = %e, "cannot encode a snapshot chunk");
-                EngineError::Internal("cannot encode a snapshot chunk")
-            })?
-        };
         Ok(Chunk {
-            bytes,
-            pairs: n,
+            pairs,
             next: end,
-            done,
+            done: end >= part.pairs.len(),
         })
     }
 }

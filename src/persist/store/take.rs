@@ -9,11 +9,11 @@ use std::time::Instant;
 use futures_executor::block_on;
 
 use super::{SnapshotInfo, Store, StoreError, CHUNK_PAIRS};
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::Mutex;
 
+use crate::engine::error::EngineError;
 use crate::engine::log::PartitionId;
-use crate::engine::shard::{EncodeChunk, PairImage};
+use crate::engine::shard::PairImage;
 use crate::engine::Engine;
 use crate::persist::codec;
 use crate::persist::model::{CatalogV2, ChunkV5, PairV5, TrackerV5};
@@ -34,6 +34,63 @@ pub fn encode_chunk(partition: PartitionId, pairs: Vec<PairImage>) -> Result<Vec
             .collect(),
     };
     codec::encode(&chunk).map_err(|e| e.to_string())
+}
+
+/// Walks the partitions of shard `shard`: asks for each chunk of pairs
+/// before it encodes and writes the one before (the shard copies the next
+/// while this thread encodes), and notes where each partition's log stood.
+async fn walk(
+    engine: &Engine,
+    shard: usize,
+    positions: &Mutex<Vec<u64>>,
+    writer: &Mutex<SnapshotWriter>,
+) -> Result<(), StoreError> {
+    let (partitions, shards) = (engine.partitions(), engine.shard_count());
+    let mine = (0..partitions).filter(|p| *p as usize % shards == shard);
+    for p in mine.map(PartitionId) {
+        let begin = engine.snapshot_begin(p).await?;
+        positions.lock().unwrap_or_else(|e| e.into_inner())[p.0 as usize] = begin.next.0;
+        let ask = |from| engine.snapshot_chunk(p, from, CHUNK_PAIRS, begin.token);
+        let mut next = Some(ask(0));
+        while let Some(asked) = next.take() {
+            let chunk = asked.await?;
+            if !chunk.done {
+                next = Some(ask(chunk.next));
+            }
+            if chunk.pairs.is_empty() {
+                continue;
+            }
+            let n = chunk.pairs.len();
+            let bytes = encode_chunk(p, chunk.pairs).map_err(|e| {
+                tracing::error!(error = %e, "cannot encode a snapshot chunk");
+                EngineError::Internal("cannot encode a snapshot chunk")
+            })?;
+            writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_encoded_chunk(&bytes, n)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lowers the calling thread's CPU priority (nice 10), so that a snapshot
+/// taken under load leaves the CPU to the threads serving traffic first,
+/// while still getting a share (a snapshot must end, or the log is never
+/// pruned). Without load it runs as fast as before. Only this thread is
+/// affected (Linux applies `setpriority` to a thread id alone).
+fn yield_to_traffic() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's own id.
+        let failed = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0
+        };
+        if failed {
+            tracing::debug!("cannot lower a snapshot thread's priority");
+        }
+    }
 }
 
 impl Store {
@@ -74,49 +131,39 @@ impl Store {
         let mut writer = SnapshotWriter::create(&self.dir, id, partitions as usize)?;
         writer.write_catalog(&CatalogV2::from(&catalog))?;
         drop(catalog);
-        // One walk per shard, all at once (each shard encodes its chunks
-        // while the others do, and none waits for another's round trip);
+        // One walk per shard, all at once, each on a thread of its own: the
+        // shards only copy their pairs, the walks encode and write them;
         // chunks name their partition, so their order in the file is free.
-        let encode: EncodeChunk = Arc::new(encode_chunk);
-        let positions = RefCell::new(vec![0u64; partitions as usize]);
-        let writer = RefCell::new(writer);
+        let positions = Mutex::new(vec![0u64; partitions as usize]);
+        let writer = Mutex::new(writer);
         let shards = engine.shard_count();
-        let walks = (0..shards).map(|s| {
-            let (encode, positions, writer) = (encode.clone(), &positions, &writer);
-            async move {
-                let mine = (0..partitions).filter(|p| *p as usize % shards == s);
-                for p in mine.map(PartitionId) {
-                    let begin = engine.snapshot_begin(p).await?;
-                    positions.borrow_mut()[p.0 as usize] = begin.next.0;
-                    let ask = |from| {
-                        engine.snapshot_chunk(p, from, CHUNK_PAIRS, begin.token, encode.clone())
-                    };
-                    let mut next = Some(ask(0));
-                    while let Some(asked) = next.take() {
-                        let chunk = asked.await?;
-                        // The shard encodes the next chunk while this one
-                        // is written.
-                        if !chunk.done {
-                            next = Some(ask(chunk.next));
-                        }
-                        if chunk.pairs > 0 {
-                            writer
-                                .borrow_mut()
-                                .write_encoded_chunk(&chunk.bytes, chunk.pairs)?;
-                        }
-                    }
-                }
-                Ok::<(), StoreError>(())
-            }
-        });
-        for walk in block_on(futures_util::future::join_all(walks)) {
-            walk?;
-        }
+        std::thread::scope(|scope| {
+            let walks = (0..shards)
+                .map(|s| {
+                    let (positions, writer) = (&positions, &writer);
+                    std::thread::Builder::new()
+                        .name("snapshot".into())
+                        .spawn_scoped(scope, move || {
+                            yield_to_traffic();
+                            block_on(walk(engine, s, positions, writer))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            walks.into_iter().try_for_each(|walk| {
+                walk.join()
+                    .unwrap_or(Err(StoreError::Engine(EngineError::Internal(
+                        "a snapshot walk panicked",
+                    ))))
+            })
+        })?;
         // Every feed entry of a record below these positions was sent before
         // the walk began; once the feed has stored them, the log below the
         // positions may go.
         block_on(engine.feed_barrier());
-        let (writer, positions) = (writer.into_inner(), positions.into_inner());
+        let (writer, positions) = (
+            writer.into_inner().unwrap_or_else(|e| e.into_inner()),
+            positions.into_inner().unwrap_or_else(|e| e.into_inner()),
+        );
         let (_, bytes, pairs) = writer.finish(
             created,
             catalog_position.0,
