@@ -101,19 +101,19 @@ impl Handler<SnapshotChunk> for Shard {
             ));
         }
         let end = (msg.from + msg.max).min(part.pairs.len());
-        let pairs: Vec<PairImage> = part
-            .pairs
-            .get_range(msg.from.min(end)..end)
-            .into_iter()
-            .flat_map(|slice| slice.iter())
+        let from = msg.from.min(end);
+        let mut pairs = Vec::with_capacity(end - from);
+        for (key, slot) in part.pairs.get_range(from..end).into_iter().flatten() {
+            let tracker = slot.cell.tracker.borrow();
             // Erased pairs (empty slots) are not part of the state.
-            .filter(|(_, slot)| slot.cell.tracker.borrow().has_progress())
-            .map(|(key, slot)| PairImage {
-                key: key.clone(),
-                last: slot.cell.last.get(),
-                tracker: slot.cell.tracker.borrow().to_parts(),
-            })
-            .collect();
+            if tracker.has_progress() {
+                pairs.push(PairImage {
+                    key: key.clone(),
+                    last: slot.cell.last.get(),
+                    tracker: tracker.to_parts(),
+                });
+            }
+        }
         Ok(Chunk {
             pairs,
             next: end,

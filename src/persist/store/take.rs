@@ -36,9 +36,11 @@ pub fn encode_chunk(partition: PartitionId, pairs: Vec<PairImage>) -> Result<Vec
     codec::encode(&chunk).map_err(|e| e.to_string())
 }
 
-/// Walks the partitions of shard `shard`: asks for each chunk of pairs
-/// before it encodes and writes the one before (the shard copies the next
-/// while this thread encodes), and notes where each partition's log stood.
+/// Walks the partitions of shard `shard`, chunk by chunk, and notes where
+/// each partition's log stood. The next chunk is asked for only once this
+/// one is written: asked ahead, the shard was copying without a pause for
+/// the whole snapshot, and the events behind each copy waited (p90 under
+/// load 1.8 ms instead of 1.1-1.3).
 async fn walk(
     engine: &Engine,
     shard: usize,
@@ -54,10 +56,9 @@ async fn walk(
         let mut next = Some(ask(0));
         while let Some(asked) = next.take() {
             let chunk = asked.await?;
-            if !chunk.done {
-                next = Some(ask(chunk.next));
-            }
+            let later = (!chunk.done).then_some(chunk.next);
             if chunk.pairs.is_empty() {
+                next = later.map(ask);
                 continue;
             }
             let n = chunk.pairs.len();
@@ -69,6 +70,7 @@ async fn walk(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .write_encoded_chunk(&bytes, n)?;
+            next = later.map(ask);
         }
     }
     Ok(())
