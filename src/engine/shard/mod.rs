@@ -125,11 +125,13 @@ impl Shard {
         true
     }
 
-    /// Runs an operation on a pair in this shard's thread. Returns the
+    /// Runs an operation on a pair in this shard's thread; `hint` is where
+    /// the pair's slot was seen last (checked before it is used). Returns the
     /// pair's cell (if it exists after the step) with the step.
     fn run_inline<'a>(
         &mut self,
         op: OpRef<'a>,
+        hint: Option<usize>,
         now: DateTime<Utc>,
     ) -> (Option<Rc<PairCell>>, Result<Step<'a>, EngineError>) {
         let shared = self.shared.clone();
@@ -146,7 +148,8 @@ impl Shard {
             };
             return (None, Ok(step));
         }
-        let (index, created) = part.ensure(op.key, op.partition, || shared.next_pair_number());
+        let (index, created) =
+            part.ensure(op.key, hint, op.partition, || shared.next_pair_number());
         let cell = part.pairs[index].cell.clone();
         let was_empty = created || !cell.tracker.borrow().has_progress();
         let step = run_op(&cell, op, &self.shared, &self.log, now);
@@ -354,7 +357,7 @@ impl Handler<PairMessage> for Shard {
                     .activate_within
                     .is_some_and(|w| s.cell.last_active.get().elapsed() < w)
             });
-        let (cell, step) = self.run_inline(msg.as_ref(), self.shared.clock.now());
+        let (cell, step) = self.run_inline(msg.as_ref(), None, self.shared.clock.now());
         if matches!(step, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&msg.key) {
                 actor.do_send(Passivate);
@@ -390,13 +393,17 @@ impl Shard {
     /// for its state. The lookups do not depend on each other, so their
     /// cache misses overlap; applied in order below, each pair would wait
     /// for its own misses in turn (a hash table slot, an entry, the state),
-    /// which over millions of pairs was most of an event's cost.
-    fn warm(&self, ops: &[(PairKey, PartitionId, OpKind, usize)]) {
-        for (key, p, ..) in ops {
-            if let Some(slot) = self.part(*p).ok().and_then(|part| part.pairs.get(key)) {
+    /// which over millions of pairs was most of an event's cost. Returns
+    /// where each pair's slot is, so applying need not look it up again.
+    fn warm(&self, ops: &[(PairKey, PartitionId, OpKind, usize)]) -> Vec<Option<usize>> {
+        ops.iter()
+            .map(|(key, p, ..)| {
+                let part = self.part(*p).ok()?;
+                let (index, _, slot) = part.pairs.get_full(key)?;
                 prefetch(Rc::as_ptr(&slot.cell));
-            }
-        }
+                Some(index)
+            })
+            .collect()
     }
 }
 
@@ -431,18 +438,19 @@ impl Handler<PairBatch> for Shard {
         let mut waits: Vec<(PartitionId, Position)> = Vec::new();
         // One arrival time for the whole batch (it arrived at once).
         let now = self.shared.clock.now();
-        self.warm(&batch.ops);
+        let hints = self.warm(&batch.ops);
         let results: Vec<_> = batch
             .ops
             .iter()
-            .map(|(key, partition, kind, entry)| {
+            .zip(hints)
+            .map(|((key, partition, kind, entry), hint)| {
                 let op = OpRef {
                     key,
                     partition: *partition,
                     entry: &batch.entries[*entry],
                     kind,
                 };
-                let (cell, step) = self.run_inline(op, now);
+                let (cell, step) = self.run_inline(op, hint, now);
                 step.map(|step| {
                     if let (Some(change), Some(cell)) = (step.change, cell) {
                         if !step.feed.is_empty() {

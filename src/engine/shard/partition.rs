@@ -40,12 +40,18 @@ pub struct Partition {
 impl Partition {
     /// The position of a pair's slot, created if it is missing; and whether
     /// it was created now.
+    /// `hint` is where the slot may be (it is checked): a batch finds its
+    /// pairs before applying them, and slots never move within a batch.
     pub fn ensure(
         &mut self,
         key: &PairKey,
+        hint: Option<usize>,
         partition: PartitionId,
         number: impl FnOnce() -> u64,
     ) -> (usize, bool) {
+        if let Some(i) = hint.filter(|i| self.pairs.get_index(*i).is_some_and(|(k, _)| k == key)) {
+            return (i, false);
+        }
         match self.pairs.get_index_of(key) {
             Some(i) => (i, false),
             None => {
@@ -151,7 +157,7 @@ mod tests {
     }
 
     fn with_progress(part: &mut Partition, k: &PairKey) {
-        let (i, _) = part.ensure(k, PartitionId(0), || 1);
+        let (i, _) = part.ensure(k, None, PartitionId(0), || 1);
         use crate::domain::{tracker::TrackerParts, Iteration, ProgressStatus, ProgressTrackerId};
         let t = PairTracker::from_parts(TrackerParts {
             tracker_base: 1,
@@ -189,6 +195,20 @@ mod tests {
         assert!(part.pairs.contains_key(&b));
         part.purge_empty(|_| false);
         assert_eq!(part.removals, 1);
+    }
+
+    #[test]
+    fn a_hint_is_used_only_where_it_names_the_pair() {
+        let mut part = Partition::default();
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        assert_eq!(part.ensure(&a, None, PartitionId(0), || 1), (0, true));
+        assert_eq!(part.ensure(&b, Some(0), PartitionId(0), || 2), (1, true));
+        assert_eq!(part.ensure(&b, Some(1), PartitionId(0), || 3), (1, false));
+        // A hint naming another pair, or no slot at all, is looked past.
+        assert_eq!(part.ensure(&a, Some(1), PartitionId(0), || 4), (0, false));
+        assert_eq!(part.ensure(&a, Some(7), PartitionId(0), || 5), (0, false));
+        assert_eq!(part.ensure(&c, Some(0), PartitionId(0), || 6), (2, true));
+        assert_eq!(part.pairs.len(), 3);
     }
 
     #[test]

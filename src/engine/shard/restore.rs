@@ -251,7 +251,7 @@ impl Handler<Replay> for Shard {
                 (n, _) => n,
             };
             let part = self.part_mut(p)?;
-            let (index, created) = part.ensure(&key, p, || number);
+            let (index, created) = part.ensure(&key, None, p, || number);
             let cell = part.pairs[index].cell.clone();
             if cell.last.get() >= position {
                 applied.push(Applied::Skipped);
