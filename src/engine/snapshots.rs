@@ -51,11 +51,8 @@ impl Engine {
     }
 
     /// The next chunk of a partition's pairs in a snapshot, copied on the
-    /// shard's thread.
-    ///
-    /// The request is on its way when this returns (not when the future is
-    /// first polled), so a caller can ask for the next chunk before it
-    /// encodes the one it has.
+    /// shard's thread (the request is on its way when this returns, not when
+    /// the future is first polled).
     pub fn snapshot_chunk(
         &self,
         p: PartitionId,

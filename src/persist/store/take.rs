@@ -52,13 +52,13 @@ async fn walk(
     for p in mine.map(PartitionId) {
         let begin = engine.snapshot_begin(p).await?;
         positions.lock().unwrap_or_else(|e| e.into_inner())[p.0 as usize] = begin.next.0;
-        let ask = |from| engine.snapshot_chunk(p, from, CHUNK_PAIRS, begin.token);
-        let mut next = Some(ask(0));
-        while let Some(asked) = next.take() {
-            let chunk = asked.await?;
-            let later = (!chunk.done).then_some(chunk.next);
+        let mut from = Some(0);
+        while let Some(at) = from {
+            let chunk = engine
+                .snapshot_chunk(p, at, CHUNK_PAIRS, begin.token)
+                .await?;
+            from = (!chunk.done).then_some(chunk.next);
             if chunk.pairs.is_empty() {
-                next = later.map(ask);
                 continue;
             }
             let n = chunk.pairs.len();
@@ -70,7 +70,6 @@ async fn walk(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .write_encoded_chunk(&bytes, n)?;
-            next = later.map(ask);
         }
     }
     Ok(())
