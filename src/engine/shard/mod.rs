@@ -183,6 +183,15 @@ impl Shard {
         self.shared.routes.insert(key.clone(), actor);
     }
 
+    /// The pairs of partition `p` that have an actor (few: hot pairs only).
+    fn active_in(&self, p: PartitionId) -> Vec<PairKey> {
+        self.active
+            .iter()
+            .filter(|(_, (at, _))| *at == p)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     fn deactivate(&mut self, key: &PairKey) -> Option<Addr<PairActor>> {
         let (_, actor) = self.active.remove(key)?;
         self.shared.routes.remove(key);

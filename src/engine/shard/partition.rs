@@ -134,8 +134,11 @@ impl Partition {
         // Empty slots with an actor stay, and are purged another time.
         let mut kept = 0;
         self.pairs.retain(|k, s| {
-            let keep = s.cell.tracker.borrow().has_progress() || active(k);
-            kept += usize::from(keep && !s.cell.tracker.borrow().has_progress());
+            if s.cell.tracker.borrow().has_progress() {
+                return true;
+            }
+            let keep = active(k);
+            kept += usize::from(keep);
             keep
         });
         self.emptied = kept;

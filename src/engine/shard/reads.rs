@@ -181,13 +181,7 @@ impl Handler<UnloadPartition> for Shard {
     fn handle(&mut self, msg: UnloadPartition, _: &mut Self::Context) -> Self::Result {
         let p = msg.partition;
         self.part(p)?;
-        let keys: Vec<PairKey> = self
-            .active
-            .iter()
-            .filter(|(_, (at, _))| *at == p)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &keys {
+        for key in &self.active_in(p) {
             if let Some(actor) = self.deactivate(key) {
                 actor.do_send(Passivate);
             }

@@ -49,12 +49,7 @@ impl Handler<SnapshotBegin> for Shard {
 
     fn handle(&mut self, msg: SnapshotBegin, _: &mut Self::Context) -> Self::Result {
         let next = self.log.next_position(msg.partition);
-        let active: std::collections::HashSet<PairKey> = self
-            .active
-            .iter()
-            .filter(|(_, (p, _))| *p == msg.partition)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let active = self.active_in(msg.partition);
         let part = self.part_mut(msg.partition)?;
         // Erased pairs leave empty slots so that erasing never moves the
         // positions a snapshot in progress walks; they go here, before this
