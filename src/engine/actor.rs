@@ -6,10 +6,10 @@
 //! a pair's messages come less than a second apart and passivates it after an
 //! idle time; the state stays in the shard's `PairCell` either way, so reads,
 //! exports and snapshots never need the actor, and its period timer lives
-//! with the shard's (`Timers`). A panic in a handler stops the actor; the
+//! with the shard's (`Timers`), which files an active pair's deadline at
+//! each tick. A panic in a handler stops the actor; the
 //! shard drops it and the next message restarts it from the cell's state.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -19,7 +19,6 @@ use super::error::EngineError;
 use super::pair::{respond, run_op, PairCell, PairKey, PairMessage, Pending};
 use super::shard::{Deactivated, Shard};
 use super::shard_log::ShardLog;
-use super::timers::Timers;
 use super::Shared;
 
 pub struct PairActor {
@@ -27,7 +26,6 @@ pub struct PairActor {
     cell: Rc<PairCell>,
     shared: Arc<Shared>,
     log: Rc<ShardLog>,
-    timers: Rc<RefCell<Timers>>,
     shard: Addr<Shard>,
 }
 
@@ -37,7 +35,6 @@ impl PairActor {
         cell: Rc<PairCell>,
         shared: Arc<Shared>,
         log: Rc<ShardLog>,
-        timers: Rc<RefCell<Timers>>,
         shard: Addr<Shard>,
     ) -> Self {
         PairActor {
@@ -45,7 +42,6 @@ impl PairActor {
             cell,
             shared,
             log,
-            timers,
             shard,
         }
     }
@@ -79,8 +75,6 @@ impl Handler<PairMessage> for PairActor {
                 key: self.key.clone(),
             });
             ctx.stop();
-        } else {
-            self.timers.borrow_mut().arm(&self.cell);
         }
         respond(step, &self.cell, msg.partition, &self.log, &self.shared)
     }

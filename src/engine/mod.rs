@@ -110,6 +110,7 @@ impl Engine {
             stats: Stats::default(),
             idle_after: config.idle_after,
             activate_within: config.activate_within,
+            freeze_after: config.freeze_after,
             queue_capacity: config.queue_capacity,
             inflight: (0..n).map(|_| Default::default()).collect(),
             pair_numbers: Default::default(),

@@ -44,9 +44,6 @@ pub struct PairCell {
     pub last: Cell<Position>,
     /// The deadline this pair has in its shard's timers, if any.
     pub armed: Armed,
-    /// The pair's partition (in what would be padding), so that its shard's
-    /// timers need keep only a pointer per pair.
-    pub partition: PartitionId,
 }
 
 /// The second a pair is filed under in its shard's timers, if any, in 8
@@ -71,13 +68,12 @@ impl Armed {
 }
 
 impl PairCell {
-    pub fn new(tracker: PairTracker, partition: PartitionId) -> Rc<PairCell> {
+    pub fn new(tracker: PairTracker) -> Rc<PairCell> {
         Rc::new(PairCell {
             tracker: RefCell::new(tracker),
             last_active: Cell::new(Ticks::now()),
             last: Cell::new(Position(0)),
             armed: Armed(Cell::new(Armed::NONE)),
-            partition,
         })
     }
 }

@@ -10,8 +10,8 @@ use super::error::EngineError;
 use super::log::{Log, PartitionId, Position, Stream};
 use super::remote::Applied;
 use super::shard::{
-    AttachLog, Chunk, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs, SnapshotBegin,
-    SnapshotChunk, SnapshotStart, UnloadPartition,
+    AttachLog, Chunk, FreezeIdle, LoadPairs, PairImage, Replay, ReplayRecord, ReservePairs,
+    SnapshotBegin, SnapshotChunk, SnapshotStart, UnloadPartition,
 };
 use super::{shard_gone, Engine};
 
@@ -67,6 +67,33 @@ impl Engine {
             token,
         });
         async move { request.await.map_err(shard_gone)? }
+    }
+
+    /// Freezes every pair untouched for `idle` now, rather than as the
+    /// shards' sweep reaches it (for tools and tests: the sweep does it in
+    /// time anyway). Returns how many pairs were frozen.
+    pub async fn freeze_idle(&self, idle: std::time::Duration) -> Result<usize, EngineError> {
+        let mut frozen = 0;
+        for p in 0..self.partitions() {
+            let p = PartitionId(p);
+            let mut from = 0;
+            loop {
+                let (next, n) = self.shards[self.shard_of(p)]
+                    .send(FreezeIdle {
+                        partition: p,
+                        from,
+                        idle,
+                    })
+                    .await
+                    .map_err(shard_gone)??;
+                frozen += n;
+                if next == 0 {
+                    break;
+                }
+                from = next;
+            }
+        }
+        Ok(frozen)
     }
 
     /// Makes room for about this many pairs in every partition.

@@ -36,6 +36,10 @@ pub struct EngineConfig {
     /// A pair whose messages come less than this apart gets an actor of its
     /// own (`None`: never; every message goes through its shard).
     pub activate_within: Option<Duration>,
+    /// A pair untouched this long is frozen into a compact form (about a
+    /// third of a live pair's memory) until its next message (`None`:
+    /// never). Restored pairs start frozen.
+    pub freeze_after: Option<Duration>,
     /// Where the engine reads "now" (the system clock, or a manual one in
     /// tests).
     pub clock: Clock,
@@ -51,6 +55,7 @@ impl Default for EngineConfig {
             queue_capacity: 65_536,
             idle_after: Duration::from_secs(30),
             activate_within: Some(Duration::from_secs(1)),
+            freeze_after: Some(Duration::from_secs(60)),
             clock: Clock::system(),
         }
     }
@@ -105,6 +110,7 @@ pub struct Shared {
     pub stats: Stats,
     pub idle_after: Duration,
     pub activate_within: Option<Duration>,
+    pub freeze_after: Option<Duration>,
     pub queue_capacity: usize,
     pub(super) inflight: Vec<AtomicUsize>,
     pub(super) pair_numbers: AtomicU64,

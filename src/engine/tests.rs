@@ -421,10 +421,99 @@ fn a_pairs_cell_with_its_counts_fits_the_allocators_160_byte_class() {
 
 #[test]
 fn a_pairs_timer_second_reads_back_as_set() {
-    let cell = pair::PairCell::new(crate::domain::PairTracker::new(1), log::PartitionId(0));
+    let cell = pair::PairCell::new(crate::domain::PairTracker::new(1));
     assert_eq!(cell.armed.get(), None);
     for second in [Some(0), Some(-1), Some(1_700_000_000), Some(i64::MAX), None] {
         cell.armed.set(second);
         assert_eq!(cell.armed.get(), second);
     }
+}
+
+#[actix_rt::test]
+async fn frozen_pairs_are_read_take_events_and_expire_on_time() {
+    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
+    let clock = Clock::manual(start);
+    let (engine, entry) = engine(EngineConfig {
+        shards: 1,
+        clock: clock.clone(),
+        freeze_after: None,
+        ..EngineConfig::default()
+    })
+    .await;
+    for c in ["a", "b", "c"] {
+        engine
+            .increase(input(&entry, c, None))
+            .await
+            .expect("applied");
+    }
+    // Just touched: not idle for a minute yet.
+    let minute = Duration::from_secs(60);
+    assert_eq!(engine.freeze_idle(minute).await.expect("froze"), 0);
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 3);
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 0);
+    // A read leaves a pair frozen; an event thaws it.
+    assert_eq!(progress(&engine, &entry, "a").await, Decimal::ONE);
+    engine
+        .increase(input(&entry, "b", None))
+        .await
+        .expect("applied");
+    assert_eq!(progress(&engine, &entry, "b").await, Decimal::from(2));
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 1);
+    // Frozen pairs' timers fire when the period ends.
+    clock.advance(chrono::Duration::hours(23));
+    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(engine.stats().expiries.load(Ordering::Relaxed), 0);
+    clock.advance(chrono::Duration::hours(1));
+    assert!(expiries_reach(&engine, 3).await, "{:?}", engine.stats());
+    assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 3);
+}
+
+#[actix_rt::test]
+async fn timers_find_their_pairs_after_a_removal_moved_them() {
+    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
+    let clock = Clock::manual(start);
+    let (engine, kept) = engine(EngineConfig {
+        shards: 1,
+        partitions: 1,
+        clock: clock.clone(),
+        ..EngineConfig::default()
+    })
+    .await;
+    let dropped = engine
+        .create_achievement(
+            kept.application_id,
+            kept.campaign.id,
+            AchievementDraft {
+                name: "tea".into(),
+                title: "Tea".into(),
+                target: Decimal::from(1_000_000),
+                period: Some("2D".into()),
+                ..AchievementDraft::default()
+            },
+        )
+        .await
+        .expect("created");
+    // Positions 0..4: tea, coffee, tea, coffee. Removing tea moves the
+    // coffee pairs to 0 and 1, one of them frozen.
+    for (entry, c) in [
+        (&dropped, "c1"),
+        (&kept, "c2"),
+        (&dropped, "c3"),
+        (&kept, "c4"),
+    ] {
+        engine
+            .increase(input(entry, c, None))
+            .await
+            .expect("applied");
+    }
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 4);
+    engine
+        .increase(input(&kept, "c4", None))
+        .await
+        .expect("applied");
+    assert_eq!(engine.drop_pairs(dropped).await.expect("dropped"), 2);
+    clock.advance(chrono::Duration::days(1));
+    assert!(expiries_reach(&engine, 2).await, "{:?}", engine.stats());
+    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(engine.stats().expiries.load(Ordering::Relaxed), 2);
 }

@@ -2,26 +2,82 @@
 //!
 //! Owns: `Partition` (the pair slots of one partition, in insertion order so
 //! a snapshot can walk them in chunks while traffic flows, and the token
-//! that tells such a walk that positions moved) and the slot operations that
-//! do not need the actor system: find or create, settle after a step, erase,
-//! drop erased slots.
+//! that tells such a walk that positions moved), `Slot` (a pair live in a
+//! cell, or frozen into compact bytes while idle) and the slot operations
+//! that do not need the actor system: find or create, thaw, freeze idle
+//! pairs, erase, drop erased slots.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::frozen::Frozen;
 use crate::domain::{AchievementId, CustomerId, PairTracker};
-use crate::engine::log::{PartitionId, Position};
+use crate::engine::log::Position;
 use crate::engine::pair::{PairCell, PairKey};
 
 /// A fast hasher seeded per process (keys come from clients).
 pub type Hasher = ahash::RandomState;
 
-/// A pair as its partition holds it. An active pair's actor address is
-/// kept by the shard (`Shard::active`), not here: it takes 24 bytes, and
-/// most pairs never have one.
-pub struct Slot {
-    pub cell: Rc<PairCell>,
+/// A pair as its partition holds it: live in a cell (shared with its actor,
+/// if it has one: the shard keeps actors' addresses in `Shard::active`), or
+/// frozen into compact bytes after it has been idle a while (`Frozen`; most
+/// pairs, most of the time). A frozen pair always has progress.
+pub enum Slot {
+    Live(Rc<PairCell>),
+    Frozen(Frozen),
+}
+
+impl Slot {
+    /// Its cell, if it is live.
+    pub fn live(&self) -> Option<&Rc<PairCell>> {
+        match self {
+            Slot::Live(cell) => Some(cell),
+            Slot::Frozen(_) => None,
+        }
+    }
+
+    /// The log position of the pair's last change.
+    pub fn last(&self) -> Position {
+        match self {
+            Slot::Live(cell) => cell.last.get(),
+            Slot::Frozen(f) => f.last(),
+        }
+    }
+
+    /// The timer second the pair is filed under, if any.
+    pub fn armed(&self) -> Option<i64> {
+        match self {
+            Slot::Live(cell) => cell.armed.get(),
+            Slot::Frozen(f) => f.armed(),
+        }
+    }
+
+    /// Whether the pair has progress (an erased pair's slot has none).
+    pub fn has_progress(&self) -> bool {
+        match self {
+            Slot::Live(cell) => cell.tracker.borrow().has_progress(),
+            Slot::Frozen(_) => true,
+        }
+    }
+
+    /// Whether the pair handled a message within `window`.
+    pub fn active_within(&self, window: Duration) -> bool {
+        match self {
+            Slot::Live(cell) => cell.last_active.get().elapsed() < window,
+            Slot::Frozen(_) => false,
+        }
+    }
+
+    /// Reads the pair's tracker (a frozen pair is decoded for the read and
+    /// stays frozen).
+    pub fn read<R>(&self, f: impl FnOnce(&PairTracker) -> R) -> R {
+        match self {
+            Slot::Live(cell) => f(&cell.tracker.borrow()),
+            Slot::Frozen(frozen) => f(&frozen.tracker()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -46,7 +102,6 @@ impl Partition {
         &mut self,
         key: &PairKey,
         hint: Option<usize>,
-        partition: PartitionId,
         number: impl FnOnce() -> u64,
     ) -> (usize, bool) {
         if let Some(i) = hint.filter(|i| self.pairs.get_index(*i).is_some_and(|(k, _)| k == key)) {
@@ -57,13 +112,47 @@ impl Partition {
             None => {
                 let (i, _) = self.pairs.insert_full(
                     key.clone(),
-                    Slot {
-                        cell: PairCell::new(PairTracker::new(number()), partition),
-                    },
+                    Slot::Live(PairCell::new(PairTracker::new(number()))),
                 );
                 (i, true)
             }
         }
+    }
+
+    /// The live cell of the pair at `index`, thawed first if it is frozen.
+    /// `None` if there is no such slot.
+    pub fn cell(&mut self, index: usize) -> Option<Rc<PairCell>> {
+        let (_, slot) = self.pairs.get_index_mut(index)?;
+        if let Slot::Frozen(frozen) = slot {
+            *slot = Slot::Live(frozen.thaw());
+        }
+        slot.live().cloned()
+    }
+
+    /// Freezes the idle pairs among the `max` slots from `from`: live, with
+    /// progress, untouched for `idle`, and held by nobody else (no actor, no
+    /// step in flight). Returns where to go on from (0 after the last slot)
+    /// and how many were frozen.
+    pub fn freeze_idle(&mut self, from: usize, max: usize, idle: Duration) -> (usize, usize) {
+        let end = from.saturating_add(max).min(self.pairs.len());
+        let mut frozen = 0;
+        for i in from.min(end)..end {
+            let Some((_, slot)) = self.pairs.get_index_mut(i) else {
+                break;
+            };
+            let Slot::Live(cell) = slot else {
+                continue;
+            };
+            let idle_enough = Rc::strong_count(cell) == 1
+                && cell.last_active.get().elapsed() >= idle
+                && cell.tracker.try_borrow().is_ok_and(|t| t.has_progress());
+            if let Some(f) = idle_enough.then(|| Frozen::of(cell)).flatten() {
+                *slot = Slot::Frozen(f);
+                frozen += 1;
+            }
+        }
+        let next = if end >= self.pairs.len() { 0 } else { end };
+        (next, frozen)
     }
 
     /// The achievements among `achievements` in which the customer has a
@@ -85,8 +174,7 @@ impl Partition {
             .filter(|a| {
                 key.achievement = *a;
                 self.pairs.get(&key).is_some_and(|slot| {
-                    before.is_none_or(|p| slot.cell.last.get() < p)
-                        && slot.cell.tracker.borrow().has_progress()
+                    before.is_none_or(|p| slot.last() < p) && slot.has_progress()
                 })
             })
             .collect()
@@ -110,13 +198,13 @@ impl Partition {
         let mut erased = 0;
         for a in achievements {
             key.achievement = *a;
-            let Some(slot) = self.pairs.get(&key) else {
+            let Some(cell) = self.pairs.get_index_of(&key).and_then(|i| self.cell(i)) else {
                 continue;
             };
-            *slot.cell.tracker.borrow_mut() = PairTracker::new(numbers());
+            *cell.tracker.borrow_mut() = PairTracker::new(numbers());
             // Its timer entry, if any, is now stale.
-            slot.cell.armed.set(None);
-            slot.cell.last.set(at);
+            cell.armed.set(None);
+            cell.last.set(at);
             erased += 1;
         }
         self.emptied += erased;
@@ -125,16 +213,17 @@ impl Partition {
 
     /// Drops the slots of erased pairs (no progress, no actor: `active`
     /// tells which have one). Positions move, so this runs only where no
-    /// snapshot walks them.
-    pub fn purge_empty(&mut self, active: impl Fn(&PairKey) -> bool) {
+    /// snapshot walks them; returns whether they moved (timers filed by
+    /// position must then be filed again).
+    pub fn purge_empty(&mut self, active: impl Fn(&PairKey) -> bool) -> bool {
         if self.emptied == 0 {
-            return;
+            return false;
         }
         let before = self.pairs.len();
         // Empty slots with an actor stay, and are purged another time.
         let mut kept = 0;
         self.pairs.retain(|k, s| {
-            if s.cell.tracker.borrow().has_progress() {
+            if s.has_progress() {
                 return true;
             }
             let keep = active(k);
@@ -142,9 +231,11 @@ impl Partition {
             keep
         });
         self.emptied = kept;
-        if self.pairs.len() != before {
+        let moved = self.pairs.len() != before;
+        if moved {
             self.removals += 1;
         }
+        moved
     }
 }
 
@@ -160,7 +251,7 @@ mod tests {
     }
 
     fn with_progress(part: &mut Partition, k: &PairKey) {
-        let (i, _) = part.ensure(k, None, PartitionId(0), || 1);
+        let (i, _) = part.ensure(k, None, || 1);
         use crate::domain::{tracker::TrackerParts, Iteration, ProgressStatus, ProgressTrackerId};
         let t = PairTracker::from_parts(TrackerParts {
             tracker_base: 1,
@@ -175,7 +266,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        *part.pairs[i].cell.tracker.borrow_mut() = t;
+        *part.cell(i).expect("a slot").tracker.borrow_mut() = t;
     }
 
     #[test]
@@ -204,20 +295,23 @@ mod tests {
     fn a_hint_is_used_only_where_it_names_the_pair() {
         let mut part = Partition::default();
         let (a, b, c) = (key("a"), key("b"), key("c"));
-        assert_eq!(part.ensure(&a, None, PartitionId(0), || 1), (0, true));
-        assert_eq!(part.ensure(&b, Some(0), PartitionId(0), || 2), (1, true));
-        assert_eq!(part.ensure(&b, Some(1), PartitionId(0), || 3), (1, false));
+        assert_eq!(part.ensure(&a, None, || 1), (0, true));
+        assert_eq!(part.ensure(&b, Some(0), || 2), (1, true));
+        assert_eq!(part.ensure(&b, Some(1), || 3), (1, false));
         // A hint naming another pair, or no slot at all, is looked past.
-        assert_eq!(part.ensure(&a, Some(1), PartitionId(0), || 4), (0, false));
-        assert_eq!(part.ensure(&a, Some(7), PartitionId(0), || 5), (0, false));
-        assert_eq!(part.ensure(&c, Some(0), PartitionId(0), || 6), (2, true));
+        assert_eq!(part.ensure(&a, Some(1), || 4), (0, false));
+        assert_eq!(part.ensure(&a, Some(7), || 5), (0, false));
+        assert_eq!(part.ensure(&c, Some(0), || 6), (2, true));
         assert_eq!(part.pairs.len(), 3);
     }
 
     #[test]
-    fn a_slot_is_one_pointer() {
+    fn a_slot_is_two_words() {
         // Every pair has a slot; an actor's address (24 bytes) lives with
         // the shard's active pairs instead.
-        assert_eq!(std::mem::size_of::<Slot>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Slot>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 }

@@ -41,7 +41,7 @@ impl Handler<ReadCustomer> for Shard {
                 key.achievement = *a;
                 part.pairs
                     .get(&key)
-                    .map(|s| s.cell.tracker.borrow().iterations_at(now).collect())
+                    .map(|s| s.read(|t| t.iterations_at(now).collect()))
                     .unwrap_or_default()
             })
             .collect())
@@ -71,9 +71,7 @@ impl Handler<ExportKeys> for Shard {
             .filter(|(i, _)| msg.partition.is_none_or(|p| p.0 as usize == *i))
             .filter_map(|(_, part)| part.as_ref())
             .flat_map(|part| part.pairs.iter())
-            .filter(|(k, s)| {
-                k.achievement == msg.achievement && s.cell.tracker.borrow().has_progress()
-            })
+            .filter(|(k, s)| k.achievement == msg.achievement && s.has_progress())
             .map(|(k, _)| k.customer.clone())
             .collect();
         keys.sort();
@@ -108,7 +106,7 @@ impl Handler<ExportRows> for Shard {
                     customer,
                 };
                 let slot = self.part(p).ok()?.pairs.get(&key)?;
-                let rows = slot.cell.tracker.borrow().iterations_at(now).collect();
+                let rows = slot.read(|t| t.iterations_at(now).collect());
                 Some((key.customer, rows))
             })
             .collect();
@@ -144,18 +142,27 @@ impl Handler<DropAchievement> for Shard {
             }
         }
         let mut removed = 0;
-        for part in self.partitions.iter_mut().flatten() {
+        let mut moved = Vec::new();
+        for (p, part) in self.partitions.iter_mut().enumerate() {
+            let Some(part) = part else {
+                continue;
+            };
             let before = part.pairs.len();
             part.pairs.retain(|k, s| {
                 let gone = k.achievement == id;
-                if gone && s.cell.tracker.borrow().has_progress() {
+                if gone && s.has_progress() {
                     removed += 1;
                 }
                 !gone
             });
             if part.pairs.len() != before {
                 part.removals += 1;
+                moved.push(PartitionId(p as u32));
             }
+        }
+        // Timers name pairs by position, and positions moved.
+        for p in moved {
+            self.refile(p);
         }
         for _ in 0..removed {
             self.shared.stats.pair_removed(self.index);
@@ -187,12 +194,9 @@ impl Handler<UnloadPartition> for Shard {
             }
         }
         let part = self.part_mut(p)?;
-        let dropped = part
-            .pairs
-            .values()
-            .filter(|s| s.cell.tracker.borrow().has_progress())
-            .count();
-        // Timers hold their cells weakly: dropped cells never fire.
+        let dropped = part.pairs.values().filter(|s| s.has_progress()).count();
+        // Timer entries of the dropped pairs are skipped when they come due
+        // (no slot there, or one not filed under their second).
         part.pairs.clear();
         part.removals += 1;
         for _ in 0..dropped {

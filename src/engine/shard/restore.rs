@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::Shard;
+use super::frozen::Frozen;
+use super::{Shard, Slot};
 use crate::domain::tracker::TrackerParts;
 use crate::domain::PairTracker;
 use crate::engine::catalog::AchievementEntry;
@@ -16,6 +17,7 @@ use crate::engine::feed;
 use crate::engine::log::{ChangeOp, Erasure, Expiry, Log, PairChange, PartitionId, Position};
 use crate::engine::pair::{apply_op, OpKind, OpRef, PairCell, PairKey};
 use crate::engine::remote::{Answer, Applied};
+use crate::engine::timers::timer_second;
 
 /// One pair as a snapshot holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,12 +56,16 @@ impl Handler<SnapshotBegin> for Shard {
         // Erased pairs leave empty slots so that erasing never moves the
         // positions a snapshot in progress walks; they go here, before this
         // snapshot starts walking.
-        part.purge_empty(|k| active.contains(k));
-        Ok(SnapshotStart {
+        let moved = part.purge_empty(|k| active.contains(k));
+        let start = SnapshotStart {
             next,
             pairs: part.pairs.len(),
             token: part.removals,
-        })
+        };
+        if moved {
+            self.refile(msg.partition);
+        }
+        Ok(start)
     }
 }
 
@@ -99,15 +105,22 @@ impl Handler<SnapshotChunk> for Shard {
         let from = msg.from.min(end);
         let mut pairs = Vec::with_capacity(end - from);
         for (key, slot) in part.pairs.get_range(from..end).into_iter().flatten() {
-            let tracker = slot.cell.tracker.borrow();
-            // Erased pairs (empty slots) are not part of the state.
-            if tracker.has_progress() {
-                pairs.push(PairImage {
-                    key: key.clone(),
-                    last: slot.cell.last.get(),
-                    tracker: tracker.to_parts(),
-                });
-            }
+            let tracker = match slot {
+                // Erased pairs (empty slots) are not part of the state.
+                Slot::Live(cell) => {
+                    let tracker = cell.tracker.borrow();
+                    if !tracker.has_progress() {
+                        continue;
+                    }
+                    tracker.to_parts()
+                }
+                Slot::Frozen(f) => f.parts(),
+            };
+            pairs.push(PairImage {
+                key: key.clone(),
+                last: slot.last(),
+                tracker,
+            });
         }
         Ok(Chunk {
             pairs,
@@ -151,19 +164,33 @@ impl Handler<LoadPairs> for Shard {
     type Result = Result<(), EngineError>;
 
     fn handle(&mut self, msg: LoadPairs, _: &mut Self::Context) -> Self::Result {
-        let timers = self.timers.clone();
         let mut added = 0;
         let p = msg.partition;
         let part = self.part_mut(p)?;
+        let mut filed = Vec::new();
         for image in msg.pairs {
-            let cell = PairCell::new(PairTracker::from_parts(image.tracker), p);
+            let cell = PairCell::new(PairTracker::from_parts(image.tracker));
             cell.last.set(image.last);
-            timers.borrow_mut().arm(&cell);
-            let slot = super::Slot { cell };
-            if part.pairs.insert(image.key, slot).is_none() {
+            let second = cell.tracker.borrow().next_deadline().map(timer_second);
+            cell.armed.set(second);
+            // Restored pairs are idle until traffic comes: they are kept
+            // frozen (unless they remember event ids, or have no progress).
+            let slot = match cell.tracker.borrow().has_progress() {
+                true => Frozen::of(&cell).map(Slot::Frozen),
+                false => None,
+            };
+            let slot = slot.unwrap_or(Slot::Live(cell));
+            let (index, old) = part.pairs.insert_full(image.key, slot);
+            if old.is_none() {
                 added += 1;
             }
+            filed.extend(second.map(|s| (s, index)));
         }
+        let mut timers = self.timers.borrow_mut();
+        for (second, index) in filed {
+            timers.file(second, p, index);
+        }
+        drop(timers);
         for _ in 0..added {
             self.shared.stats.pair_added(self.index);
         }
@@ -202,8 +229,8 @@ impl Handler<Replay> for Shard {
             let (change, entry) = match record {
                 ReplayRecord::Pair(change, entry) => (change, entry),
                 ReplayRecord::Expire(expiry) => {
-                    let part = self.part(p)?;
-                    let pairs: Vec<(PairKey, Rc<PairCell>)> = expiry
+                    let part = self.part_mut(p)?;
+                    let pairs: Vec<(usize, PairKey, Rc<PairCell>)> = expiry
                         .pairs
                         .into_iter()
                         .filter_map(|(achievement, customer)| {
@@ -211,8 +238,9 @@ impl Handler<Replay> for Shard {
                                 achievement,
                                 customer,
                             };
-                            let cell = part.pairs.get(&key)?.cell.clone();
-                            (cell.last.get() < position).then_some((key, cell))
+                            let index = part.pairs.get_index_of(&key)?;
+                            let cell = part.cell(index)?;
+                            (cell.last.get() < position).then_some((index, key, cell))
                         })
                         .collect();
                     let expired = self.apply_expiry(p, position, expiry.at, &pairs);
@@ -246,8 +274,11 @@ impl Handler<Replay> for Shard {
                 (n, _) => n,
             };
             let part = self.part_mut(p)?;
-            let (index, created) = part.ensure(&key, None, p, || number);
-            let cell = part.pairs[index].cell.clone();
+            let (index, created) = part.ensure(&key, None, || number);
+            let Some(cell) = part.cell(index) else {
+                applied.push(Applied::Skipped);
+                continue;
+            };
             if cell.last.get() >= position {
                 applied.push(Applied::Skipped);
                 continue;
