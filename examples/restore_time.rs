@@ -74,6 +74,12 @@ struct Loaded {
     snapshot_bytes: u64,
     snapshot_pairs: u64,
     hwm_after_snapshot: u64,
+    /// Freezing every pair (idle pairs are frozen by the shards' sweep in
+    /// time; here at once), the RSS after it, and a snapshot of the frozen
+    /// pairs.
+    freeze: Duration,
+    rss_frozen: u64,
+    snapshot_frozen: Duration,
 }
 
 async fn load_and_snapshot(n: usize, dir: PathBuf) -> anyhow::Result<Loaded> {
@@ -137,6 +143,20 @@ async fn load_and_snapshot(n: usize, dir: PathBuf) -> anyhow::Result<Loaded> {
     };
     let snapshot = started.elapsed();
     let (_, hwm_after_snapshot) = memory();
+
+    let started = Instant::now();
+    let frozen = engine.freeze_idle(Duration::ZERO).await?;
+    let freeze = started.elapsed();
+    if frozen != n {
+        bail!("{frozen} of {n} pairs were frozen");
+    }
+    let (rss_frozen, _) = memory();
+    let started = Instant::now();
+    {
+        let (engine, store) = (engine.clone(), store.clone());
+        actix_rt::task::spawn_blocking(move || store.snapshot(&engine)).await??
+    };
+    let snapshot_frozen = started.elapsed();
     Ok(Loaded {
         load,
         rss_before,
@@ -147,6 +167,9 @@ async fn load_and_snapshot(n: usize, dir: PathBuf) -> anyhow::Result<Loaded> {
         snapshot_bytes: info.bytes,
         snapshot_pairs: info.pairs,
         hwm_after_snapshot,
+        freeze,
+        rss_frozen,
+        snapshot_frozen,
     })
 }
 
@@ -396,6 +419,19 @@ fn main() -> anyhow::Result<()> {
         "| snapshot: store.snapshot | {:.2} s ({:.0} pairs/s) |",
         loaded.snapshot.as_secs_f64(),
         loaded.snapshot_pairs as f64 / loaded.snapshot.as_secs_f64()
+    );
+    println!(
+        "| freeze every pair: engine.freeze_idle | {:.2} s |",
+        loaded.freeze.as_secs_f64()
+    );
+    println!(
+        "| RSS after freezing / growth per frozen pair | {:.1} MiB / {:.0} bytes |",
+        mib(loaded.rss_frozen),
+        per_pair(loaded.rss_frozen.saturating_sub(loaded.rss_before))
+    );
+    println!(
+        "| snapshot of the frozen pairs | {:.2} s |",
+        loaded.snapshot_frozen.as_secs_f64()
     );
     println!(
         "| snapshot size | {} bytes = {:.1} MiB ({:.1} bytes/pair) |",

@@ -86,6 +86,16 @@ impl Iteration {
         }
     }
 
+    /// When the iteration expires unless it completes first: the end of an
+    /// iteration in progress.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        if self.status == ProgressStatus::InProgress {
+            self.end.map(|e| e.end)
+        } else {
+            None
+        }
+    }
+
     /// Whether the iteration's period is over at `now`.
     pub fn ended_by(&self, now: DateTime<Utc>) -> bool {
         self.end.is_some_and(|e| e.end <= now)
@@ -170,6 +180,13 @@ pub struct TrackerParts {
     pub history: Vec<Iteration>,
     /// By key.
     pub events: Vec<RememberedEvent>,
+}
+
+impl TrackerParts {
+    /// The tracker's next deadline (`PairTracker::next_deadline`).
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.current.as_ref().and_then(Iteration::deadline)
+    }
 }
 
 impl PairTracker {
@@ -277,10 +294,7 @@ impl PairTracker {
 
     /// When the current iteration expires, if it is in progress and has an end.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.current
-            .as_ref()
-            .filter(|c| c.status == ProgressStatus::InProgress)
-            .and_then(|c| c.end.map(|e| e.end))
+        self.current.as_ref().and_then(Iteration::deadline)
     }
 
     /// Makes the passage of time visible in the stored state (the timer's

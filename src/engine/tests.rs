@@ -517,3 +517,35 @@ async fn timers_find_their_pairs_after_a_removal_moved_them() {
     actix_rt::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(engine.stats().expiries.load(Ordering::Relaxed), 2);
 }
+
+#[actix_rt::test]
+async fn the_shards_sweep_freezes_idle_pairs_and_leaves_them_working() {
+    let (engine, entry) = engine(EngineConfig {
+        shards: 2,
+        partitions: 8,
+        freeze_after: Some(Duration::from_millis(300)),
+        ..EngineConfig::default()
+    })
+    .await;
+    for i in 0..50 {
+        let c = format!("c{i}");
+        engine
+            .increase(input(&entry, &c, None))
+            .await
+            .expect("applied");
+    }
+    // After a few ticks every pair was idle long enough and got frozen:
+    // nothing is left to freeze.
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 0);
+    for i in 0..50 {
+        let c = format!("c{i}");
+        engine
+            .increase(input(&entry, &c, None))
+            .await
+            .expect("applied");
+        assert_eq!(progress(&engine, &entry, &c).await, Decimal::from(2));
+    }
+    // Just thawed by their events, so live again.
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 50);
+}

@@ -47,16 +47,23 @@ impl Frozen {
         if tracker.remembered_events() > 0 {
             return None;
         }
-        let parts = tracker.to_parts();
+        Frozen::from_parts(&tracker.to_parts(), cell.last.get(), cell.armed.get())
+    }
+
+    /// The compact form of a pair's parts, its position and its filed timer
+    /// second, unless it remembers event ids.
+    pub fn from_parts(parts: &TrackerParts, last: Position, armed: Option<i64>) -> Option<Frozen> {
+        if !parts.events.is_empty() {
+            return None;
+        }
         let mut out = Vec::with_capacity(48);
-        let armed = cell.armed.get();
         let flags = if armed.is_some() { ARMED } else { 0 }
             | if parts.current.is_some() { CURRENT } else { 0 };
         out.push(flags);
         if let Some(second) = armed {
             put_signed(&mut out, second.wrapping_sub(EPOCH));
         }
-        put(&mut out, u128::from(cell.last.get().0));
+        put(&mut out, u128::from(last.0));
         put(&mut out, u128::from(parts.tracker_base));
         put(&mut out, u128::from(parts.next_seq));
         let base = parts.tracker_base;
@@ -69,7 +76,7 @@ impl Frozen {
         }
         let frozen = Frozen(out.into_boxed_slice());
         debug_assert!(
-            frozen.parts() == parts && frozen.last() == cell.last.get(),
+            &frozen.parts() == parts && frozen.last() == last && frozen.armed() == armed,
             "a frozen pair reads back as it was"
         );
         Some(frozen)

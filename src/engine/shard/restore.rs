@@ -169,17 +169,19 @@ impl Handler<LoadPairs> for Shard {
         let part = self.part_mut(p)?;
         let mut filed = Vec::new();
         for image in msg.pairs {
-            let cell = PairCell::new(PairTracker::from_parts(image.tracker));
-            cell.last.set(image.last);
-            let second = cell.tracker.borrow().next_deadline().map(timer_second);
-            cell.armed.set(second);
+            let second = image.tracker.next_deadline().map(timer_second);
             // Restored pairs are idle until traffic comes: they are kept
             // frozen (unless they remember event ids, or have no progress).
-            let slot = match cell.tracker.borrow().has_progress() {
-                true => Frozen::of(&cell).map(Slot::Frozen),
+            let frozen = match image.tracker.current.is_some() {
+                true => Frozen::from_parts(&image.tracker, image.last, second),
                 false => None,
             };
-            let slot = slot.unwrap_or(Slot::Live(cell));
+            let slot = frozen.map(Slot::Frozen).unwrap_or_else(|| {
+                let cell = PairCell::new(PairTracker::from_parts(image.tracker));
+                cell.last.set(image.last);
+                cell.armed.set(second);
+                Slot::Live(cell)
+            });
             let (index, old) = part.pairs.insert_full(image.key, slot);
             if old.is_none() {
                 added += 1;
