@@ -459,13 +459,25 @@ async fn frozen_pairs_are_read_take_events_and_expire_on_time() {
         .expect("applied");
     assert_eq!(progress(&engine, &entry, "b").await, Decimal::from(2));
     assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 1);
+    // A frozen pair keeps its event ids: a retry is a duplicate.
+    engine
+        .increase(input(&entry, "d", Some("order-1")))
+        .await
+        .expect("applied");
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 1);
+    let retry = engine
+        .increase(input(&entry, "d", Some("order-1")))
+        .await
+        .expect("answered");
+    assert_eq!(retry.outcome, Outcome::Duplicate);
+    assert_eq!(progress(&engine, &entry, "d").await, Decimal::ONE);
     // Frozen pairs' timers fire when the period ends.
     clock.advance(chrono::Duration::hours(23));
     actix_rt::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(engine.stats().expiries.load(Ordering::Relaxed), 0);
     clock.advance(chrono::Duration::hours(1));
-    assert!(expiries_reach(&engine, 3).await, "{:?}", engine.stats());
-    assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 3);
+    assert!(expiries_reach(&engine, 4).await, "{:?}", engine.stats());
+    assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 4);
 }
 
 #[actix_rt::test]

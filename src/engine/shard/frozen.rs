@@ -3,13 +3,13 @@
 //!
 //! Owns: `Frozen` (a pair's tracker, log position and filed timer second as
 //! variable-length bytes: about 40 for a pair with one iteration, against
-//! a 160-byte cell), freezing a cell and thawing it back. The form lives in
-//! memory only and is never written to disk, so it can change freely;
-//! snapshots keep their own versioned format. Must not depend on the actor
-//! system.
+//! a 160-byte cell, and about 20 more for each remembered event id, against
+//! 40), freezing a cell and thawing it back. The form lives in memory only
+//! and is never written to disk, so it can change freely; snapshots keep
+//! their own versioned format. Must not depend on the actor system.
 //!
-//! Pairs that remember event ids are not frozen: their ids, not the rest of
-//! their state, decide their size, and they are pruned as they are touched.
+//! A pair that remembers an event whole (its effects, when they do not fit
+//! the compact form: rare) is not frozen.
 
 use std::rc::Rc;
 
@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::period::PeriodEnd;
-use crate::domain::tracker::TrackerParts;
+use crate::domain::tracker::{AppliedChange, EventKey, RememberedEvent, TrackerParts};
 use crate::domain::{Iteration, PairTracker, ProgressStatus, ProgressTrackerId};
 use crate::engine::log::Position;
 use crate::engine::pair::PairCell;
@@ -34,31 +34,35 @@ const CURRENT: u8 = 2;
 const HAS_END: u8 = 1;
 const REPORTED_DIFFERS: u8 = 2;
 const HAS_COMPLETION: u8 = 4;
-const NEGATIVE: u8 = 8;
+
+// Flags of a remembered event.
+const ROLLED_BACK: u8 = 1;
+const JUST_COMPLETED: u8 = 2;
+const STARTED: u8 = 4;
+
+/// A decimal's sign, in its scale's byte (a scale is at most 28).
+const NEGATIVE: u8 = 0x80;
 
 /// A pair's state in compact bytes (see the module docs).
 pub struct Frozen(Box<[u8]>);
 
 impl Frozen {
-    /// The compact form of a cell's state, unless its tracker remembers
-    /// event ids (such pairs stay as they are).
+    /// The compact form of a cell's state, unless it remembers an event
+    /// whole (such pairs stay as they are).
     pub fn of(cell: &PairCell) -> Option<Frozen> {
         let tracker = cell.tracker.borrow();
-        if tracker.remembered_events() > 0 {
-            return None;
-        }
         Frozen::from_parts(&tracker.to_parts(), cell.last.get(), cell.armed.get())
     }
 
     /// The compact form of a pair's parts, its position and its filed timer
-    /// second, unless it remembers event ids.
+    /// second, unless it remembers an event whole.
     pub fn from_parts(parts: &TrackerParts, last: Position, armed: Option<i64>) -> Option<Frozen> {
-        if !parts.events.is_empty() {
+        let whole = |e: &RememberedEvent| matches!(e.change, AppliedChange::Effects(_));
+        if parts.events.iter().any(whole) {
             return None;
         }
         let mut out = Vec::with_capacity(48);
-        let flags = if armed.is_some() { ARMED } else { 0 }
-            | if parts.current.is_some() { CURRENT } else { 0 };
+        let flags = flag(armed.is_some(), ARMED) | flag(parts.current.is_some(), CURRENT);
         out.push(flags);
         if let Some(second) = armed {
             put_signed(&mut out, second.wrapping_sub(EPOCH));
@@ -73,6 +77,10 @@ impl Frozen {
         put(&mut out, parts.history.len() as u128);
         for it in &parts.history {
             put_iteration(&mut out, base, it);
+        }
+        put(&mut out, parts.events.len() as u128);
+        for e in &parts.events {
+            put_event(&mut out, e);
         }
         let frozen = Frozen(out.into_boxed_slice());
         debug_assert!(
@@ -118,12 +126,13 @@ impl Frozen {
         let history = (0..r.unsigned())
             .map(|_| r.iteration(tracker_base))
             .collect();
+        let events = (0..r.unsigned()).map(|_| r.event()).collect();
         TrackerParts {
             tracker_base,
             next_seq,
             current,
             history,
-            events: Vec::new(),
+            events,
         }
     }
 
@@ -141,6 +150,15 @@ impl Frozen {
     }
 }
 
+/// `bit` if `on`.
+fn flag(on: bool, bit: u8) -> u8 {
+    if on {
+        bit
+    } else {
+        0
+    }
+}
+
 fn put_iteration(out: &mut Vec<u8>, base: u64, it: &Iteration) {
     let status = match it.status {
         ProgressStatus::NotStarted => 0,
@@ -149,27 +167,13 @@ fn put_iteration(out: &mut Vec<u8>, base: u64, it: &Iteration) {
         ProgressStatus::Expired => 3,
     };
     let reported_differs = it.end.is_some_and(|e| e.reported != e.end);
-    let flags = if it.end.is_some() { HAS_END } else { 0 }
-        | if reported_differs {
-            REPORTED_DIFFERS
-        } else {
-            0
-        }
-        | if it.completion.is_some() {
-            HAS_COMPLETION
-        } else {
-            0
-        }
-        | if it.progress.is_sign_negative() {
-            NEGATIVE
-        } else {
-            0
-        };
+    let flags = flag(it.end.is_some(), HAS_END)
+        | flag(reported_differs, REPORTED_DIFFERS)
+        | flag(it.completion.is_some(), HAS_COMPLETION);
     out.push(status);
     out.push(flags);
     put(out, u128::from(it.id.0.wrapping_sub(base)));
-    out.push(it.progress.scale() as u8);
-    put(out, it.progress.mantissa().unsigned_abs());
+    put_decimal(out, it.progress);
     let start = it.start.timestamp();
     put_signed(out, start.wrapping_sub(EPOCH));
     put(out, u128::from(it.start.timestamp_subsec_nanos()));
@@ -182,6 +186,37 @@ fn put_iteration(out: &mut Vec<u8>, base: u64, it: &Iteration) {
     if let Some(completion) = it.completion {
         put_instant(out, start, completion);
     }
+}
+
+/// A remembered event whose change is `One` (the caller checked).
+fn put_event(out: &mut Vec<u8>, e: &RememberedEvent) {
+    // Keys are hashes: eight bytes as they are.
+    out.extend_from_slice(&e.key.0.to_le_bytes());
+    put_signed(out, e.arrived.timestamp_millis().wrapping_sub(EPOCH * 1000));
+    let AppliedChange::One {
+        seq,
+        delta,
+        value,
+        just_completed,
+        started,
+    } = &e.change
+    else {
+        return;
+    };
+    out.push(
+        flag(e.rolled_back, ROLLED_BACK)
+            | flag(*just_completed, JUST_COMPLETED)
+            | flag(*started, STARTED),
+    );
+    put(out, u128::from(*seq));
+    put_decimal(out, *delta);
+    put_decimal(out, *value);
+}
+
+/// A decimal as its scale (with the sign's bit) and its mantissa.
+fn put_decimal(out: &mut Vec<u8>, d: Decimal) {
+    out.push(d.scale() as u8 | flag(d.is_sign_negative(), NEGATIVE));
+    put(out, d.mantissa().unsigned_abs());
 }
 
 /// An instant as seconds after `from` and its nanoseconds.
@@ -235,6 +270,42 @@ impl Reader<'_> {
         ((z >> 1) as i64) ^ -((z & 1) as i64)
     }
 
+    fn decimal(&mut self) -> Decimal {
+        let scale = self.byte();
+        let m = self.unsigned();
+        // Decimal's own 16-byte form (flags, then the 96-bit mantissa), which
+        // keeps even a negative zero as it was.
+        let sign = if scale & NEGATIVE != 0 { 1u32 << 31 } else { 0 };
+        let scale = u32::from(scale & !NEGATIVE).min(28);
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&(sign | (scale << 16)).to_le_bytes());
+        raw[4..].copy_from_slice(&m.to_le_bytes()[..12]);
+        Decimal::deserialize(raw)
+    }
+
+    fn event(&mut self) -> RememberedEvent {
+        let mut key = [0u8; 8];
+        for b in &mut key {
+            *b = self.byte();
+        }
+        let ms = (EPOCH * 1000).wrapping_add(self.signed());
+        let flags = self.byte();
+        let seq = self.unsigned() as u32;
+        let (delta, value) = (self.decimal(), self.decimal());
+        RememberedEvent {
+            key: EventKey(u64::from_le_bytes(key)),
+            arrived: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+            rolled_back: flags & ROLLED_BACK != 0,
+            change: AppliedChange::One {
+                seq,
+                delta,
+                value,
+                just_completed: flags & JUST_COMPLETED != 0,
+                started: flags & STARTED != 0,
+            },
+        }
+    }
+
     fn instant(&mut self, from: i64) -> DateTime<Utc> {
         let secs = from.wrapping_add(self.signed());
         let nanos = self.unsigned() as u32;
@@ -250,15 +321,7 @@ impl Reader<'_> {
         };
         let flags = self.byte();
         let id = ProgressTrackerId(base.wrapping_add(self.unsigned() as u64));
-        let scale = u32::from(self.byte());
-        let m = self.unsigned();
-        // Decimal's own 16-byte form (flags, then the 96-bit mantissa), which
-        // keeps even a negative zero as it was.
-        let sign = if flags & NEGATIVE != 0 { 1u32 << 31 } else { 0 };
-        let mut raw = [0u8; 16];
-        raw[..4].copy_from_slice(&(sign | (scale.min(28) << 16)).to_le_bytes());
-        raw[4..].copy_from_slice(&m.to_le_bytes()[..12]);
-        let progress = Decimal::deserialize(raw);
+        let progress = self.decimal();
         let start_secs = EPOCH.wrapping_add(self.signed());
         let start =
             DateTime::from_timestamp(start_secs, self.unsigned() as u32).unwrap_or_default();
@@ -327,6 +390,34 @@ mod tests {
             })
     }
 
+    fn event() -> impl Strategy<Value = RememberedEvent> {
+        (
+            any::<u64>(),
+            // From 1900 to 2400, to the millisecond.
+            -2_208_988_800_000i64..13_569_465_600_000,
+            any::<[bool; 3]>(),
+            any::<u32>(),
+            decimal(),
+            decimal(),
+        )
+            .prop_map(
+                |(key, ms, [rolled_back, just_completed, started], seq, delta, value)| {
+                    RememberedEvent {
+                        key: EventKey(key),
+                        arrived: DateTime::from_timestamp_millis(ms).unwrap(),
+                        rolled_back,
+                        change: AppliedChange::One {
+                            seq,
+                            delta,
+                            value,
+                            just_completed,
+                            started,
+                        },
+                    }
+                },
+            )
+    }
+
     fn cell_of(parts: TrackerParts, last: u64, armed: Option<i64>) -> Rc<PairCell> {
         let cell = PairCell::new(PairTracker::from_parts(parts));
         cell.last.set(Position(last));
@@ -343,16 +434,21 @@ mod tests {
             history in proptest::collection::vec(iteration(), 0..4),
             last in any::<u64>(),
             armed in proptest::option::of(any::<i64>()),
+            events in proptest::collection::vec(event(), 0..6),
         ) {
+            // A tracker keeps its remembered events by key, once each.
+            let mut events = events;
+            events.sort_by_key(|e| e.key.0);
+            events.dedup_by_key(|e| e.key.0);
             let parts = TrackerParts {
                 tracker_base: base,
                 next_seq,
                 current,
                 history,
-                events: Vec::new(),
+                events,
             };
-            let cell = cell_of(parts.clone(), last, armed);
-            let frozen = Frozen::of(&cell).expect("no remembered ids");
+            let frozen = Frozen::from_parts(&parts, Position(last), armed)
+                .expect("every change fits the compact form");
             prop_assert_eq!(frozen.parts(), parts.clone());
             prop_assert_eq!(frozen.last(), Position(last));
             prop_assert_eq!(frozen.armed(), armed);
