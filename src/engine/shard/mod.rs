@@ -504,10 +504,7 @@ impl Shard {
             .map(|(key, p, ..)| {
                 let part = self.part(*p).ok()?;
                 let (index, _, slot) = part.pairs.get_full(key)?;
-                match slot {
-                    Slot::Live(cell) => prefetch(Rc::as_ptr(cell)),
-                    Slot::Frozen(f) => prefetch(f.as_ptr()),
-                }
+                slot.prefetch();
                 Some(index)
             })
             .collect()
@@ -515,7 +512,7 @@ impl Shard {
 }
 
 /// Asks the CPU to bring `value`'s memory into its caches, without waiting.
-fn prefetch<T>(value: *const T) {
+pub(super) fn prefetch<T>(value: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

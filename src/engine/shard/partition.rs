@@ -17,6 +17,9 @@ use crate::domain::{AchievementId, CustomerId, PairTracker};
 use crate::engine::log::Position;
 use crate::engine::pair::{PairCell, PairKey};
 
+/// How many slots ahead a walk over a partition asks for pairs' state.
+pub const PREFETCH_AHEAD: usize = 8;
+
 /// A fast hasher seeded per process (keys come from clients).
 pub type Hasher = ahash::RandomState;
 
@@ -67,6 +70,14 @@ impl Slot {
         match self {
             Slot::Live(cell) => cell.last_active.get().elapsed() < window,
             Slot::Frozen(_) => false,
+        }
+    }
+
+    /// Asks the CPU for the pair's state ahead of its use.
+    pub fn prefetch(&self) {
+        match self {
+            Slot::Live(cell) => super::prefetch(Rc::as_ptr(cell)),
+            Slot::Frozen(f) => super::prefetch(f.as_ptr()),
         }
     }
 
@@ -137,6 +148,14 @@ impl Partition {
         let end = from.saturating_add(max).min(self.pairs.len());
         let mut frozen = 0;
         for i in from.min(end)..end {
+            // Slots are in a row, their cells are not: ask for the cells a
+            // few slots ahead so their cache misses overlap (frozen slots
+            // are passed over without being read).
+            let ahead = i + PREFETCH_AHEAD;
+            if let Some((_, Slot::Live(cell))) = self.pairs.get_index(ahead).filter(|_| ahead < end)
+            {
+                super::prefetch(Rc::as_ptr(cell));
+            }
             let Some((_, slot)) = self.pairs.get_index_mut(i) else {
                 break;
             };

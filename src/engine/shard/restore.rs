@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::frozen::Frozen;
+use super::partition::PREFETCH_AHEAD;
 use super::{Shard, Slot};
 use crate::domain::tracker::TrackerParts;
 use crate::domain::PairTracker;
@@ -104,7 +105,19 @@ impl Handler<SnapshotChunk> for Shard {
         let end = (msg.from + msg.max).min(part.pairs.len());
         let from = msg.from.min(end);
         let mut pairs = Vec::with_capacity(end - from);
-        for (key, slot) in part.pairs.get_range(from..end).into_iter().flatten() {
+        let slots = part.pairs.get_range(from..end).into_iter().flatten();
+        let mut ahead = part
+            .pairs
+            .get_range(from..end)
+            .into_iter()
+            .flatten()
+            .skip(PREFETCH_AHEAD);
+        for (key, slot) in slots {
+            // Slots are in a row, their cells are not: ask for a cell a few
+            // slots ahead so the cache misses overlap.
+            if let Some((_, next)) = ahead.next() {
+                next.prefetch();
+            }
             let tracker = match slot {
                 // Erased pairs (empty slots) are not part of the state.
                 Slot::Live(cell) => {
