@@ -72,6 +72,9 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     /// Pairs erased by `deleteCustomerData` (not counting replay).
     pub erased: AtomicU64,
+    /// Pairs held frozen (idle, compact), as the shards last told (at each
+    /// tick).
+    pub frozen: AtomicI64,
 }
 
 impl Stats {
@@ -92,6 +95,9 @@ impl Stats {
     }
     pub(super) fn count_expiries(&self, n: u64) {
         self.expiries.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(super) fn frozen_changed(&self, by: i64) {
+        self.frozen.fetch_add(by, Ordering::Relaxed);
     }
     pub(super) fn count_erased(&self) {
         self.erased.fetch_add(1, Ordering::Relaxed);

@@ -209,6 +209,18 @@ async fn deleting_an_achievement_removes_its_pairs() {
 
 /// Waits (real time, the shard ticks twice a second) until `expiries`
 /// reaches `n`; false if it does not within 3 s.
+/// Whether the shards tell `n` frozen pairs within 3 s (they count at each
+/// tick).
+async fn frozen_reach(engine: &Engine, n: i64) -> bool {
+    for _ in 0..30 {
+        if engine.stats().frozen.load(Ordering::Relaxed) == n {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 async fn expiries_reach(engine: &Engine, n: u64) -> bool {
     for _ in 0..30 {
         if engine.stats().expiries.load(Ordering::Relaxed) >= n {
@@ -524,6 +536,8 @@ async fn timers_find_their_pairs_after_a_removal_moved_them() {
         .await
         .expect("applied");
     assert_eq!(engine.drop_pairs(dropped).await.expect("dropped"), 2);
+    // c2 is still frozen; c4 was thawed, c1 and c3 are gone.
+    assert!(frozen_reach(&engine, 1).await, "{:?}", engine.stats());
     clock.advance(chrono::Duration::days(1));
     assert!(expiries_reach(&engine, 2).await, "{:?}", engine.stats());
     actix_rt::time::sleep(Duration::from_millis(700)).await;
@@ -550,6 +564,7 @@ async fn the_shards_sweep_freezes_idle_pairs_and_leaves_them_working() {
     // nothing is left to freeze.
     actix_rt::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 0);
+    assert!(frozen_reach(&engine, 50).await, "{:?}", engine.stats());
     for i in 0..50 {
         let c = format!("c{i}");
         engine
@@ -558,6 +573,9 @@ async fn the_shards_sweep_freezes_idle_pairs_and_leaves_them_working() {
             .expect("applied");
         assert_eq!(progress(&engine, &entry, &c).await, Decimal::from(2));
     }
-    // Just thawed by their events, so live again.
-    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 50);
+    // Just thawed by their events, so live again (until the sweep comes
+    // by, 300 ms on).
+    let frozen = engine.freeze_idle(Duration::ZERO).await.expect("froze");
+    assert!(frozen > 0, "{frozen}");
+    assert!(frozen_reach(&engine, 50).await, "{:?}", engine.stats());
 }

@@ -67,6 +67,8 @@ pub struct Shard {
     /// Where the sweep for idle pairs to freeze goes on: a partition id and
     /// a position in it.
     sweep: (usize, usize),
+    /// The frozen pairs this shard last counted in `Stats::frozen`.
+    frozen_told: i64,
     log: Rc<ShardLog>,
     shared: Arc<Shared>,
     /// For what timers and replay tell the feed about a pair's achievement.
@@ -90,6 +92,7 @@ impl Shard {
             active: HashMap::default(),
             timers: RefCell::default(),
             sweep: (0, 0),
+            frozen_told: 0,
             log: ShardLog::new(),
             shared,
             catalog,
@@ -278,6 +281,10 @@ impl Shard {
         if let Some(idle) = self.shared.freeze_after {
             self.sweep_idle(FREEZE_SWEEP, idle);
         }
+        let frozen: usize = self.partitions.iter().flatten().map(|p| p.frozen).sum();
+        let frozen = frozen as i64;
+        self.shared.stats.frozen_changed(frozen - self.frozen_told);
+        self.frozen_told = frozen;
     }
 
     /// Freezes idle pairs among the next `budget` slots of the sweep, going

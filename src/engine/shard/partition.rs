@@ -102,6 +102,8 @@ pub struct Partition {
     /// which every event behind it waits for), so it runs only when there
     /// is something to purge.
     emptied: usize,
+    /// Frozen slots.
+    pub frozen: usize,
 }
 
 impl Partition {
@@ -136,6 +138,7 @@ impl Partition {
         let (_, slot) = self.pairs.get_index_mut(index)?;
         if let Slot::Frozen(frozen) = slot {
             *slot = Slot::Live(frozen.thaw());
+            self.frozen = self.frozen.saturating_sub(1);
         }
         slot.live().cloned()
     }
@@ -170,6 +173,7 @@ impl Partition {
                 frozen += 1;
             }
         }
+        self.frozen += frozen;
         let next = if end >= self.pairs.len() { 0 } else { end };
         (next, frozen)
     }

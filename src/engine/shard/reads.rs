@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::Shard;
+use super::{Shard, Slot};
 use crate::domain::{AchievementId, ApplicationId, CustomerId, Iteration};
 use crate::engine::actor::Passivate;
 use crate::engine::catalog::AchievementEntry;
@@ -148,13 +148,16 @@ impl Handler<DropAchievement> for Shard {
                 continue;
             };
             let before = part.pairs.len();
+            let mut frozen_gone = 0;
             part.pairs.retain(|k, s| {
                 let gone = k.achievement == id;
                 if gone && s.has_progress() {
                     removed += 1;
                 }
+                frozen_gone += usize::from(gone && matches!(s, Slot::Frozen(_)));
                 !gone
             });
+            part.frozen = part.frozen.saturating_sub(frozen_gone);
             if part.pairs.len() != before {
                 part.removals += 1;
                 moved.push(PartitionId(p as u32));
@@ -198,6 +201,7 @@ impl Handler<UnloadPartition> for Shard {
         // Timer entries of the dropped pairs are skipped when they come due
         // (no slot there, or one not filed under their second).
         part.pairs.clear();
+        part.frozen = 0;
         part.removals += 1;
         for _ in 0..dropped {
             self.shared.stats.pair_removed(self.index);

@@ -195,9 +195,12 @@ impl Handler<LoadPairs> for Shard {
                 cell.armed.set(second);
                 Slot::Live(cell)
             });
+            part.frozen += usize::from(matches!(slot, Slot::Frozen(_)));
             let (index, old) = part.pairs.insert_full(image.key, slot);
-            if old.is_none() {
-                added += 1;
+            match old {
+                None => added += 1,
+                Some(Slot::Frozen(_)) => part.frozen = part.frozen.saturating_sub(1),
+                Some(Slot::Live(_)) => {}
             }
             filed.extend(second.map(|s| (s, index)));
         }

@@ -53,6 +53,7 @@ pub struct Metrics {
     requests: HistogramVec,
     ready: IntGauge,
     pairs: IntGauge,
+    frozen: IntGauge,
     actors: IntGauge,
     passivations: IntCounter,
     panics: IntCounter,
@@ -147,7 +148,11 @@ impl Metrics {
             ),
             pairs: int_gauge(
                 "achv_pairs",
-                "Live (customer, achievement) pairs held in memory",
+                "(Customer, achievement) pairs with progress held in memory, frozen or not",
+            ),
+            frozen: int_gauge(
+                "achv_frozen_pairs",
+                "Pairs held frozen: idle for a while, kept compact until their next event",
             ),
             actors: int_gauge("achv_active_actors", "Pair actors currently active"),
             passivations: int_counter(

@@ -48,6 +48,7 @@ impl Metrics {
         let stats = engine.stats();
         self.ready.set(i64::from(engine.is_ready()));
         self.pairs.set(stats.pairs.load(Ordering::Relaxed));
+        self.frozen.set(stats.frozen.load(Ordering::Relaxed));
         self.actors.set(stats.actors.load(Ordering::Relaxed));
         set_int_counter(
             &self.passivations,

@@ -92,6 +92,9 @@ async fn restore_and_snapshot_figures_come_from_the_store() {
         .expect("renders");
     assert_eq!(parse(&text, "achv_restore_pairs"), Some(4.0), "{text}");
     assert_eq!(parse(&text, "achv_pairs"), Some(4.0), "{text}");
+    // Restored pairs load frozen; shards tell how many at their next tick.
+    let frozen = parse(&text, "achv_frozen_pairs").expect("the gauge is there");
+    assert!(frozen == 0.0 || frozen == 4.0, "{text}");
     assert_eq!(parse(&text, "achv_restore_skipped_snapshots"), Some(0.0));
     assert!(parse(&text, "achv_restore_duration_seconds").is_some());
     // The restored snapshot counts as the newest one, but was not taken
