@@ -199,6 +199,18 @@ impl Drop for Drill {
                 let _ = std::fs::copy(&n.log, keep.join(format!("node-{}.log", i + 1)));
             }
             eprintln!("node logs kept in {}", keep.display());
+            // A CI run keeps only what was printed: each node's last
+            // warnings and errors, to tell a stall's cause.
+            for (i, n) in self.nodes.iter().enumerate() {
+                let text = log_text(&n.log);
+                let notable: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                    .collect();
+                let tail = &notable[notable.len().saturating_sub(40)..];
+                eprintln!("--- node {}: last warnings\n{}", i + 1, tail.join("\n"));
+            }
+            eprintln!("{}", self.nats.log_tails(30));
         }
     }
 }

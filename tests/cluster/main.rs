@@ -90,8 +90,12 @@ impl NatsCluster {
             .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
             .collect();
         let store = self.dir.path().join(format!("n{i}"));
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("n{i}.log"))).expect("log file");
+        // Appended to: a restarted server's log follows its first life's.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{i}.log")))
+            .expect("log file");
         let mut cmd = Command::new(&self.bin);
         cmd.args([
             "-a",
@@ -135,6 +139,23 @@ impl NatsCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Each server's last `lines` log lines that are warnings or errors
+    /// (`[WRN]`, `[ERR]`), for a failed drill's report.
+    pub fn log_tails(&self, lines: usize) -> String {
+        (0..self.procs.len())
+            .map(|i| {
+                let path = self.dir.path().join(format!("n{i}.log"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let notable: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("[WRN]") || l.contains("[ERR]"))
+                    .collect();
+                let tail = &notable[notable.len().saturating_sub(lines)..];
+                format!("--- nats-server n{i}: last warnings\n{}\n", tail.join("\n"))
+            })
+            .collect()
     }
 
     pub fn restart(&mut self, i: usize) {
