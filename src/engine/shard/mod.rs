@@ -247,31 +247,26 @@ impl Shard {
     fn on_tick(&mut self) {
         let now = self.shared.clock.now();
         // Actors step their pairs without the shard: their deadlines are
-        // filed here, before what is due is taken.
+        // filed here, before what is due is taken; and those idle for
+        // long enough are passivated.
+        let idle_after = self.shared.idle_after;
+        let mut idle = Vec::new();
         for (key, (p, _)) in &self.active {
-            let Ok(part) = self.part(*p) else {
-                continue;
-            };
-            if let Some((index, _, Slot::Live(cell))) = part.pairs.get_full(key) {
-                self.arm(*p, index, cell);
+            let slot = self.part(*p).ok().and_then(|part| part.pairs.get_full(key));
+            match slot {
+                Some((index, _, Slot::Live(cell))) => {
+                    self.arm(*p, index, cell);
+                    if cell.last_active.get().elapsed() >= idle_after {
+                        idle.push(key.clone());
+                    }
+                }
+                _ => idle.push(key.clone()),
             }
         }
         let due = self.timers.borrow_mut().due(now);
         for (p, entries) in due {
             self.expire(p, entries, now);
         }
-        let idle_after = self.shared.idle_after;
-        let idle: Vec<PairKey> = self
-            .active
-            .iter()
-            .filter(|(k, (p, _))| {
-                self.part(*p)
-                    .ok()
-                    .and_then(|part| part.pairs.get(*k))
-                    .is_none_or(|s| !s.active_within(idle_after))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
         for key in idle {
             if let Some(actor) = self.deactivate(&key) {
                 actor.do_send(Passivate);
@@ -459,16 +454,15 @@ impl Handler<PairMessage> for Shard {
         // it gets an actor, so its next messages skip the shard. Cold pairs
         // are served here without one, which keeps scattered traffic over
         // millions of pairs from creating an actor per event.
-        let hot = self
-            .part(msg.partition)?
-            .pairs
-            .get(&msg.key)
-            .is_some_and(|s| {
-                self.shared
-                    .activate_within
-                    .is_some_and(|w| s.active_within(w))
-            });
-        let (cell, step) = self.run_inline(msg.as_ref(), None, self.shared.clock.now());
+        let found = self.part(msg.partition)?.pairs.get_full(&msg.key);
+        let hot = found.is_some_and(|(_, _, s)| {
+            self.shared
+                .activate_within
+                .is_some_and(|w| s.active_within(w))
+        });
+        // Where the slot is, so the step need not look it up again.
+        let hint = found.map(|(index, ..)| index);
+        let (cell, step) = self.run_inline(msg.as_ref(), hint, self.shared.clock.now());
         if matches!(step, Err(EngineError::Internal(_))) {
             if let Some(actor) = self.deactivate(&msg.key) {
                 actor.do_send(Passivate);
