@@ -490,6 +490,19 @@ async fn frozen_pairs_are_read_take_events_and_expire_on_time() {
     clock.advance(chrono::Duration::hours(1));
     assert!(expiries_reach(&engine, 4).await, "{:?}", engine.stats());
     assert_eq!(engine.stats().pairs.load(Ordering::Relaxed), 4);
+    // Ticked, and frozen again: an expiry brings no frozen pair back to
+    // life (d is live since its retry).
+    assert_eq!(engine.freeze_idle(Duration::ZERO).await.expect("froze"), 1);
+    assert!(frozen_reach(&engine, 4).await, "{:?}", engine.stats());
+    let rows = engine
+        .customer_progress(
+            entry.application_id,
+            &CustomerId::parse("a", "/integrationId").expect("valid id"),
+            std::slice::from_ref(&entry),
+        )
+        .await
+        .expect("read");
+    assert_eq!(rows[0][0].status, crate::domain::ProgressStatus::Expired);
 }
 
 #[actix_rt::test]

@@ -328,13 +328,19 @@ impl Shard {
         // Only entries whose slot is still filed under that second: others
         // are stale (the deadline moved, the pair went, positions moved).
         let mut pairs: Vec<(usize, PairKey, Rc<PairCell>)> = Vec::new();
+        // Frozen pairs are thawed to be ticked, and frozen again after:
+        // when a fixed schedule ends everyone's period at once, they would
+        // otherwise all come back to life together.
+        let mut thawed = Vec::new();
         for (index, second) in entries {
-            let filed = part
-                .pairs
-                .get_index(index)
-                .is_some_and(|(_, slot)| slot.armed() == Some(second));
-            if !filed {
+            let Some((_, slot)) = part.pairs.get_index(index) else {
                 continue;
+            };
+            if slot.armed() != Some(second) {
+                continue;
+            }
+            if matches!(slot, Slot::Frozen(_)) {
+                thawed.push(index);
             }
             let Some(cell) = part.cell(index) else {
                 continue;
@@ -343,6 +349,22 @@ impl Shard {
             let key = part.pairs.get_index(index).map(|(k, _)| k.clone());
             pairs.extend(key.map(|key| (index, key, cell)));
         }
+        self.expire_found(p, pairs, now);
+        if let Ok(part) = self.part_mut(p) {
+            for index in thawed {
+                part.refreeze(index);
+            }
+        }
+    }
+
+    /// `expire`'s work on the pairs found due (their cells are dropped when
+    /// it returns).
+    fn expire_found(
+        &mut self,
+        p: PartitionId,
+        pairs: Vec<(usize, PairKey, Rc<PairCell>)>,
+        now: DateTime<Utc>,
+    ) {
         let ended = |c: &PairCell| c.tracker.borrow().next_deadline().is_some_and(|d| d <= now);
         let rearm = |shard: &Shard, pairs: &[(usize, PairKey, Rc<PairCell>)]| {
             for (index, _, cell) in pairs {

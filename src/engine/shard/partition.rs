@@ -143,6 +143,23 @@ impl Partition {
         slot.live().cloned()
     }
 
+    /// Freezes the pair at `index` again after a step that had to thaw it
+    /// (an expiry), if it is live, has progress and nobody else holds it.
+    pub fn refreeze(&mut self, index: usize) {
+        let Some((_, slot)) = self.pairs.get_index_mut(index) else {
+            return;
+        };
+        let Slot::Live(cell) = slot else {
+            return;
+        };
+        let alone = Rc::strong_count(cell) == 1
+            && cell.tracker.try_borrow().is_ok_and(|t| t.has_progress());
+        if let Some(f) = alone.then(|| Frozen::of(cell)).flatten() {
+            *slot = Slot::Frozen(f);
+            self.frozen += 1;
+        }
+    }
+
     /// Freezes the idle pairs among the `max` slots from `from`: live, with
     /// progress, untouched for `idle`, and held by nobody else (no actor, no
     /// step in flight). Returns where to go on from (0 after the last slot)

@@ -248,6 +248,8 @@ impl Handler<Replay> for Shard {
                 ReplayRecord::Pair(change, entry) => (change, entry),
                 ReplayRecord::Expire(expiry) => {
                     let part = self.part_mut(p)?;
+                    // Frozen pairs are frozen again once ticked (`Shard::expire`).
+                    let mut thawed = Vec::new();
                     let pairs: Vec<(usize, PairKey, Rc<PairCell>)> = expiry
                         .pairs
                         .into_iter()
@@ -256,12 +258,20 @@ impl Handler<Replay> for Shard {
                                 achievement,
                                 customer,
                             };
-                            let index = part.pairs.get_index_of(&key)?;
+                            let (index, _, slot) = part.pairs.get_full(&key)?;
+                            if matches!(slot, Slot::Frozen(_)) {
+                                thawed.push(index);
+                            }
                             let cell = part.cell(index)?;
                             (cell.last.get() < position).then_some((index, key, cell))
                         })
                         .collect();
                     let expired = self.apply_expiry(p, position, expiry.at, &pairs);
+                    drop(pairs);
+                    let part = self.part_mut(p)?;
+                    for index in thawed {
+                        part.refreeze(index);
+                    }
                     self.shared.stats.count_expiries(expired);
                     applied.push(Applied::Expired(expired));
                     continue;
