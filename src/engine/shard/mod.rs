@@ -2,9 +2,10 @@
 //!
 //! Owns: the `Shard` actor, its partitions (`partition`), the hot path (a
 //! pair's message served here or by an activated actor, batches), activation
-//! and passivation, and its timers. Reads, exports, removals and erasures are
-//! in `reads`; snapshots, loads and replay in `restore`. Several shards may
-//! share an actix arbiter; every pair of a partition lives in one shard.
+//! and passivation, the sweep that freezes idle pairs (`frozen`), and its
+//! timers. Reads, exports, removals and erasures are in `reads`; snapshots,
+//! loads and replay in `restore`. Several shards may share an actix arbiter;
+//! every pair of a partition lives in one shard.
 
 mod frozen;
 mod partition;
