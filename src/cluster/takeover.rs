@@ -49,13 +49,14 @@ pub async fn snapshot_partition(engine: &Engine, p: PartitionId) -> Result<Vec<u
             .snapshot_chunk(p, from, CHUNK, begin.token)
             .await
             .map_err(engine_error)?;
-        if !chunk.pairs.is_empty() {
-            let bytes = encode_chunk(p, chunk.pairs).map_err(bad("snapshot section"))?;
+        let (next, done) = (chunk.next, chunk.done);
+        if !chunk.is_empty() {
+            let bytes = encode_chunk(p, chunk.into_images()).map_err(bad("snapshot section"))?;
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(&bytes);
         }
-        from = chunk.next;
-        if chunk.done {
+        from = next;
+        if done {
             return Ok(out);
         }
     }

@@ -164,14 +164,15 @@ async fn customer_pairs(
         let chunk = engine
             .snapshot_chunk(partition, from, CHUNK, begin.token)
             .await?;
+        let (next, done) = (chunk.next, chunk.done);
         found.extend(
             chunk
-                .pairs
+                .into_images()
                 .into_iter()
                 .filter(|p| &p.key.customer == customer),
         );
-        from = chunk.next;
-        if chunk.done {
+        from = next;
+        if done {
             return Ok(found);
         }
     }

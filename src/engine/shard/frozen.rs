@@ -44,6 +44,7 @@ const STARTED: u8 = 4;
 const NEGATIVE: u8 = 0x80;
 
 /// A pair's state in compact bytes (see the module docs).
+#[derive(Clone)]
 pub struct Frozen(Box<[u8]>);
 
 impl Frozen {

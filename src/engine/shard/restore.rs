@@ -82,10 +82,43 @@ pub struct SnapshotChunk {
 }
 
 pub struct Chunk {
-    /// The pairs with progress among those walked.
-    pub pairs: Vec<PairImage>,
+    /// The pairs with progress among those walked, in order.
+    pairs: Vec<ChunkPair>,
     pub next: usize,
     pub done: bool,
+}
+
+/// A pair as a chunk carries it: a live pair's copy, or a frozen pair's
+/// bytes, decoded by whoever takes the chunk (on their own thread: the
+/// shard only copies).
+enum ChunkPair {
+    Image(PairImage),
+    Frozen(PairKey, Frozen),
+}
+
+impl Chunk {
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// The pairs, in order, decoded.
+    pub fn into_images(self) -> Vec<PairImage> {
+        self.pairs
+            .into_iter()
+            .map(|pair| match pair {
+                ChunkPair::Image(image) => image,
+                ChunkPair::Frozen(key, f) => PairImage {
+                    key,
+                    last: f.last(),
+                    tracker: f.parts(),
+                },
+            })
+            .collect()
+    }
 }
 
 impl Message for SnapshotChunk {
@@ -118,21 +151,20 @@ impl Handler<SnapshotChunk> for Shard {
             if let Some((_, next)) = ahead.next() {
                 next.prefetch();
             }
-            let tracker = match slot {
-                // Erased pairs (empty slots) are not part of the state.
+            pairs.push(match slot {
                 Slot::Live(cell) => {
                     let tracker = cell.tracker.borrow();
+                    // Erased pairs (empty slots) are not part of the state.
                     if !tracker.has_progress() {
                         continue;
                     }
-                    tracker.to_parts()
+                    ChunkPair::Image(PairImage {
+                        key: key.clone(),
+                        last: cell.last.get(),
+                        tracker: tracker.to_parts(),
+                    })
                 }
-                Slot::Frozen(f) => f.parts(),
-            };
-            pairs.push(PairImage {
-                key: key.clone(),
-                last: slot.last(),
-                tracker,
+                Slot::Frozen(f) => ChunkPair::Frozen(key.clone(), f.clone()),
             });
         }
         Ok(Chunk {

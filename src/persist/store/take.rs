@@ -58,11 +58,11 @@ async fn walk(
                 .snapshot_chunk(p, at, CHUNK_PAIRS, begin.token)
                 .await?;
             from = (!chunk.done).then_some(chunk.next);
-            if chunk.pairs.is_empty() {
+            if chunk.is_empty() {
                 continue;
             }
-            let n = chunk.pairs.len();
-            let bytes = encode_chunk(p, chunk.pairs).map_err(|e| {
+            let n = chunk.len();
+            let bytes = encode_chunk(p, chunk.into_images()).map_err(|e| {
                 tracing::error!(error = %e, "cannot encode a snapshot chunk");
                 EngineError::Internal("cannot encode a snapshot chunk")
             })?;

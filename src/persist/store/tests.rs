@@ -924,3 +924,50 @@ async fn a_data_directory_keeps_the_partition_count_it_was_created_with() {
         "{e}"
     );
 }
+
+/// Frozen pairs are written to a snapshot as they were live: the same pairs,
+/// the same trackers (event ids included), in the same order.
+#[actix_rt::test]
+async fn a_snapshot_of_frozen_pairs_holds_what_they_held_live() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No actors: a pair an actor holds is not frozen.
+    let config = EngineConfig {
+        activate_within: None,
+        ..config()
+    };
+    let engine = Engine::start(config, Catalog::default());
+    let (e, d) = (engine.clone(), dir.path().to_path_buf());
+    let (store, _) = actix_rt::task::spawn_blocking(move || Store::restore(&e, &d, 3))
+        .await
+        .expect("restore thread")
+        .expect("restore succeeds");
+    let store = Arc::new(store);
+    let entry = crate::engine::testing::one_achievement(
+        &engine,
+        AchievementDraft {
+            name: "total".into(),
+            title: "Total".into(),
+            target: Decimal::from(1_000_000_000),
+            period: Some("1D".into()),
+            recurrence_policy: RecurrencePolicy::OnExpiration,
+            ..AchievementDraft::default()
+        },
+    )
+    .await;
+    send_phase(&engine, &entry, 0).await;
+    let live = take_snapshot(&engine, &store).await.id;
+    let frozen = engine
+        .freeze_idle(std::time::Duration::ZERO)
+        .await
+        .expect("froze");
+    assert_eq!(frozen, 6, "every customer's pair");
+    let after = take_snapshot(&engine, &store).await.id;
+    let pairs = |id| {
+        let (_, _, pairs) = read_all(&snapshot_file(dir.path(), id)).expect("reads");
+        pairs
+    };
+    let (live, after) = (pairs(live), pairs(after));
+    assert_eq!(live.len(), 6);
+    assert!(live.iter().all(|p| !p.tracker.events.is_empty()));
+    assert_eq!(live, after);
+}
