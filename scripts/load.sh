@@ -19,6 +19,9 @@
 #   CUSTOMERS=100000   customers the events are spread over
 #   PRELOAD=0          pairs to create with 1,000-event batches before the run
 #   SNAPSHOTS=0        1: POST /v1/admin/snapshots in a loop during the run
+#   SETTLE=0           seconds to wait after the preload (e.g. 240: the
+#                      preloaded pairs, idle for a minute, are frozen by then;
+#                      achv_frozen_pairs is printed before the run)
 #   PERF=0             1: perf record the server during the run, print the top
 #   PERF_OUT=          with PERF=1: also keep perf.data there
 #   RUST_LOG=warn      the server's log filter (info logs every request)
@@ -36,6 +39,7 @@ PORT=${PORT:-28417}
 CUSTOMERS=${CUSTOMERS:-100000}
 PRELOAD=${PRELOAD:-0}
 SNAPSHOTS=${SNAPSHOTS:-0}
+SETTLE=${SETTLE:-0}
 PERF=${PERF:-0}
 export RUST_LOG=${RUST_LOG:-warn}
 HOST=127.0.0.1
@@ -126,6 +130,11 @@ if [ "$PRELOAD" -gt 0 ]; then
         --data-binary @- >/dev/null
   done
   echo "preloaded $PRELOAD pairs in $(echo "$(date +%s.%N) - $started" | bc) s" >&2
+fi
+if [ "$SETTLE" -gt 0 ]; then
+  sleep "$SETTLE"
+  echo "after ${SETTLE} s: $(curl -sf "$BASE/metrics" -H "Authorization: ManagementKey-v1 $MKEY" |
+    grep -E '^achv_(frozen_)?pairs ' | tr '\n' ' ')" >&2
 fi
 
 if [ "$SNAPSHOTS" = 1 ]; then
