@@ -663,12 +663,10 @@ async fn send_phase(engine: &Engine, entry: &Arc<AchievementEntry>, phase: usize
     sent
 }
 
-/// Events, snapshot, events, snapshot, events; all acknowledged.
-async fn scenario() -> Scenario {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (engine, store, _) = restore(dir.path()).await;
-    let entry = crate::engine::testing::one_achievement(
-        &engine,
+/// The scenarios' achievement: a daily total that recurs on expiration.
+async fn total(engine: &Engine) -> Arc<AchievementEntry> {
+    crate::engine::testing::one_achievement(
+        engine,
         AchievementDraft {
             name: "total".into(),
             title: "Total".into(),
@@ -678,7 +676,14 @@ async fn scenario() -> Scenario {
             ..AchievementDraft::default()
         },
     )
-    .await;
+    .await
+}
+
+/// Events, snapshot, events, snapshot, events; all acknowledged.
+async fn scenario() -> Scenario {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (engine, store, _) = restore(dir.path()).await;
+    let entry = total(&engine).await;
     let mut events = send_phase(&engine, &entry, 0).await;
     let older = take_snapshot(&engine, &store).await.id;
     events.extend(send_phase(&engine, &entry, 1).await);
@@ -942,18 +947,7 @@ async fn a_snapshot_of_frozen_pairs_holds_what_they_held_live() {
         .expect("restore thread")
         .expect("restore succeeds");
     let store = Arc::new(store);
-    let entry = crate::engine::testing::one_achievement(
-        &engine,
-        AchievementDraft {
-            name: "total".into(),
-            title: "Total".into(),
-            target: Decimal::from(1_000_000_000),
-            period: Some("1D".into()),
-            recurrence_policy: RecurrencePolicy::OnExpiration,
-            ..AchievementDraft::default()
-        },
-    )
-    .await;
+    let entry = total(&engine).await;
     send_phase(&engine, &entry, 0).await;
     let live = take_snapshot(&engine, &store).await.id;
     let frozen = engine
