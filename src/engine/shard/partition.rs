@@ -152,9 +152,7 @@ impl Partition {
         let Slot::Live(cell) = slot else {
             return;
         };
-        let alone = Rc::strong_count(cell) == 1
-            && cell.tracker.try_borrow().is_ok_and(|t| t.has_progress());
-        if let Some(f) = alone.then(|| Frozen::of(cell)).flatten() {
+        if let Some(f) = frozen_alone(cell) {
             *slot = Slot::Frozen(f);
             self.frozen += 1;
         }
@@ -182,10 +180,8 @@ impl Partition {
             let Slot::Live(cell) = slot else {
                 continue;
             };
-            let idle_enough = Rc::strong_count(cell) == 1
-                && cell.last_active.get().elapsed() >= idle
-                && cell.tracker.try_borrow().is_ok_and(|t| t.has_progress());
-            if let Some(f) = idle_enough.then(|| Frozen::of(cell)).flatten() {
+            let idle_enough = cell.last_active.get().elapsed() >= idle;
+            if let Some(f) = idle_enough.then(|| frozen_alone(cell)).flatten() {
                 *slot = Slot::Frozen(f);
                 frozen += 1;
             }
@@ -277,6 +273,14 @@ impl Partition {
         }
         moved
     }
+}
+
+/// A cell's frozen form, if it has progress and nobody but its slot holds
+/// it (no actor, no step in flight).
+fn frozen_alone(cell: &Rc<PairCell>) -> Option<Frozen> {
+    let alone =
+        Rc::strong_count(cell) == 1 && cell.tracker.try_borrow().is_ok_and(|t| t.has_progress());
+    alone.then(|| Frozen::of(cell)).flatten()
 }
 
 #[cfg(test)]
