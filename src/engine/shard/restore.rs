@@ -216,7 +216,8 @@ impl Handler<LoadPairs> for Shard {
         for image in msg.pairs {
             let second = image.tracker.next_deadline().map(timer_second);
             // Restored pairs are idle until traffic comes: they are kept
-            // frozen (unless they remember event ids, or have no progress).
+            // frozen (unless they remember an event whole, or have no
+            // progress).
             let frozen = match image.tracker.current.is_some() {
                 true => Frozen::from_parts(&image.tracker, image.last, second),
                 false => None,
