@@ -8,9 +8,11 @@
 //! Leases, snapshots, takeover and the catalog: below.
 #![allow(clippy::await_holding_lock)] // `serial`: held across awaits on purpose
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use achievements_engine::cluster::{
@@ -46,12 +48,23 @@ fn install_nats_server() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
 }
 
+/// A port free now and never handed out before in this process: tests
+/// start servers in parallel, and the system may give a port just released
+/// to the next caller, which once made one server's client port another's
+/// cluster port.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind an ephemeral port")
+            .local_addr()
+            .expect("local address")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A JetStream cluster of `nats-server` processes on loopback; killed when
