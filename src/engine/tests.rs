@@ -231,10 +231,14 @@ async fn expiries_reach(engine: &Engine, n: u64) -> bool {
     false
 }
 
+/// A clock the test moves by hand, starting at a fixed instant (2030).
+fn manual_clock() -> Clock {
+    Clock::manual(chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant"))
+}
+
 #[actix_rt::test]
 async fn timers_expire_active_and_passive_pairs_on_time_with_a_moved_clock() {
-    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
-    let clock = Clock::manual(start);
+    let clock = manual_clock();
     let (engine, entry) = engine(EngineConfig {
         shards: 1,
         clock: clock.clone(),
@@ -264,8 +268,7 @@ async fn timers_expire_active_and_passive_pairs_on_time_with_a_moved_clock() {
 
 #[actix_rt::test]
 async fn a_batch_that_changes_an_active_pair_moves_its_timer() {
-    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
-    let clock = Clock::manual(start);
+    let clock = manual_clock();
     let engine = Engine::start(
         EngineConfig {
             shards: 1,
@@ -443,8 +446,7 @@ fn a_pairs_timer_second_reads_back_as_set() {
 
 #[actix_rt::test]
 async fn frozen_pairs_are_read_take_events_and_expire_on_time() {
-    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
-    let clock = Clock::manual(start);
+    let clock = manual_clock();
     let (engine, entry) = engine(EngineConfig {
         shards: 1,
         clock: clock.clone(),
@@ -507,8 +509,7 @@ async fn frozen_pairs_are_read_take_events_and_expire_on_time() {
 
 #[actix_rt::test]
 async fn timers_find_their_pairs_after_a_removal_moved_them() {
-    let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("instant");
-    let clock = Clock::manual(start);
+    let clock = manual_clock();
     let (engine, kept) = engine(EngineConfig {
         shards: 1,
         partitions: 1,
