@@ -81,7 +81,7 @@ cleanup() {
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
-  rm -rf "$DATA" "$DATA.log" "$DATA.perf"
+  rm -rf "$DATA" "$DATA.log" "$DATA.perf" "$DATA.wrk"
 }
 trap cleanup EXIT
 
@@ -156,13 +156,23 @@ if [ "$PERF" = 1 ]; then
   PERF_PID=$!
 fi
 
+# The server's CPU time (user + system, clock ticks) before and after the run:
+# its cost per request, which varies less between runs than the throughput.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+CPU_BEFORE=$(cpu_ticks)
 echo "wrk: $TARGET $MODE, $DURATION, $CONNECTIONS connections, $THREADS threads, server workers $WORKERS, $(nproc) CPUs" >&2
 WRK_MODE=single
 [ "$MODE" = batch ] && WRK_MODE=batch
 ACHV_KEY=$KEY ACHV_ACHIEVEMENT=$ACH ACHV_MODE=$WRK_MODE ACHV_CUSTOMERS=$CUSTOMERS \
   ACHV_EVENT_IDS=$([ "$MODE" = single-ids ] && echo 1 || echo 0) \
   wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" --timeout 10s \
-  -s scripts/progress_event.lua "$BASE"
+  -s scripts/progress_event.lua "$BASE" | tee "$DATA.wrk"
+CPU_SECS=$(echo "($(cpu_ticks) - $CPU_BEFORE) / $(getconf CLK_TCK)" | bc -l)
+REQUESTS=$(sed -n 's/^requests: \([0-9]*\) in.*/\1/p' "$DATA.wrk")
+if [ -n "$REQUESTS" ] && [ "$REQUESTS" -gt 0 ]; then
+  printf 'server CPU: %.1f s, %.1f us per request\n' "$CPU_SECS" \
+    "$(echo "$CPU_SECS * 1000000 / $REQUESTS" | bc -l)" >&2
+fi
 
 if [ -n "$PERF_PID" ]; then
   wait "$PERF_PID" || true
