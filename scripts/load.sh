@@ -24,6 +24,8 @@
 #                      achv_frozen_pairs is printed before the run)
 #   PERF=0             1: perf record the server during the run, print the top
 #   PERF_OUT=          with PERF=1: also keep perf.data there
+#   PERF_CALLGRAPH=-g  with PERF=1: how to record call chains (the binary has
+#                      no frame pointers: "--call-graph dwarf" gives them)
 #   RUST_LOG=warn      the server's log filter (info logs every request)
 #   NO_BUILD=0         1: use the binaries already built
 #   ENGINE_BIN=        the engine binary to run (A/B runs of two builds)
@@ -157,7 +159,7 @@ fi
 SECS=${DURATION%s}
 PERF_PID=
 if [ "$PERF" = 1 ]; then
-  perf record -F 499 -g -p "$SERVER_PID" -o "$DATA.perf" -- sleep "$SECS" >/dev/null 2>&1 &
+  perf record -F 499 ${PERF_CALLGRAPH:--g} -p "$SERVER_PID" -o "$DATA.perf" -- sleep "$SECS" >/dev/null 2>&1 &
   PERF_PID=$!
 fi
 

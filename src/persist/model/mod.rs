@@ -68,7 +68,7 @@ fn unknown_version(v: u8) -> ModelError {
 
 fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, ModelError> {
     // A tuple encodes as its fields one after the other, and a `u8` as one
-    // byte: the version mark, then the value, in one exactly sized buffer.
+    // byte: the version mark, then the value, in one buffer.
     codec::encode(&(VERSIONED, version, value)).map_err(|e| bad(e.to_string()))
 }
 
