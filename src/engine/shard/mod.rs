@@ -12,6 +12,7 @@ mod frozen;
 mod partition;
 mod reads;
 mod restore;
+mod table;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -363,18 +364,41 @@ impl Message for PairBatch {
 }
 
 impl Shard {
-    /// Looks up every pair of a batch once, back to back, and asks the CPU
-    /// for its state. The lookups do not depend on each other, so their
-    /// cache misses overlap; applied in order below, each pair would wait
-    /// for its own misses in turn (a hash table slot, an entry, the state),
-    /// which over millions of pairs was most of an event's cost. Returns
-    /// where each pair's slot is, so applying need not look it up again.
+    /// Looks up every pair of a batch once, in stages over the whole batch,
+    /// and asks the CPU for its state. The lookups do not depend on each
+    /// other, so their cache misses overlap; applied in order below, each
+    /// pair would wait for its own misses in turn (a table slot, an entry,
+    /// the state), which over millions of pairs was most of an event's
+    /// cost. Returns where each pair's slot is, so applying need not look it
+    /// up again.
     fn warm(&self, ops: &[(PairKey, PartitionId, OpKind, usize)]) -> Vec<Option<usize>> {
+        // In stages, each over the whole batch: every key's hash (its slot
+        // in the table asked for), every candidate entry (asked for), then
+        // every key checked and its state asked for. Within a stage nothing
+        // waits on the misses the stage before started.
+        let tables: Vec<_> = ops
+            .iter()
+            .map(|(_, p, ..)| self.part(*p).ok().map(|part| &part.pairs))
+            .collect();
+        let hashes: Vec<u32> = ops
+            .iter()
+            .zip(&tables)
+            .map(|((key, ..), table)| table.map_or(0, |t| t.stage_hash(key)))
+            .collect();
+        let candidates: Vec<Option<usize>> = tables
+            .iter()
+            .zip(&hashes)
+            .map(|(table, h)| table.and_then(|t| t.stage_candidate(*h)))
+            .collect();
         ops.iter()
-            .map(|(key, p, ..)| {
-                let part = self.part(*p).ok()?;
-                let (index, _, slot) = part.pairs.get_full(key)?;
-                slot.prefetch();
+            .zip(tables)
+            .zip(hashes.into_iter().zip(candidates))
+            .map(|(((key, ..), table), (h, candidate))| {
+                let table = table?;
+                let index = table.stage_confirm(key, h, candidate)?;
+                if let Some((_, slot)) = table.get_index(index) {
+                    slot.prefetch();
+                }
                 Some(index)
             })
             .collect()

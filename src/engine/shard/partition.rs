@@ -10,9 +10,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use indexmap::IndexMap;
-
 use super::frozen::Frozen;
+use super::table::PairTable;
 use crate::domain::{AchievementId, CustomerId, PairTracker};
 use crate::engine::log::Position;
 use crate::engine::pair::{PairCell, PairKey};
@@ -93,7 +92,7 @@ impl Slot {
 
 #[derive(Default)]
 pub struct Partition {
-    pub pairs: IndexMap<PairKey, Slot, Hasher>,
+    pub pairs: PairTable<PairKey, Slot, Hasher>,
     /// Bumped when pairs are removed, which moves positions in `pairs` and so
     /// invalidates a snapshot walking them.
     pub removals: u64,
