@@ -198,6 +198,7 @@ impl Drop for Drill {
             for (i, n) in self.nodes.iter().enumerate() {
                 let _ = std::fs::copy(&n.log, keep.join(format!("node-{}.log", i + 1)));
             }
+            self.nats.keep_logs(&keep);
             eprintln!("node logs kept in {}", keep.display());
             // A CI run keeps only what was printed: each node's last
             // warnings and errors, to tell a stall's cause.
@@ -703,6 +704,7 @@ async fn kill_9_of_a_jetstream_server_loses_nothing() {
     let drill_ref = &mut drill;
     let outcomes = load(ports, &auth, achievement, |acked| async move {
         until_acked(&acked, EVENTS / 4).await;
+        drill_ref.nats.wait_healthy(Duration::from_secs(60)).await;
         drill_ref.nats.kill9(1);
         until_acked(&acked, EVENTS * 3 / 4).await;
         drill_ref.nats.restart(1);

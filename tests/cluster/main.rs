@@ -171,6 +171,67 @@ impl NatsCluster {
             .collect()
     }
 
+    /// Copies every server's log into `to` (a failed drill's report).
+    pub fn keep_logs(&self, to: &Path) {
+        for i in 0..self.procs.len() {
+            let name = format!("n{i}.log");
+            let _ = std::fs::copy(self.dir.path().join(&name), to.join(format!("nats-{name}")));
+        }
+    }
+
+    /// Waits until every stream has a leader and all its replicas are
+    /// current, for up to `limit`. A cluster that is still forming (on two
+    /// busy cores it has taken 20 s) and then loses a server must finish
+    /// forming one server short, which is not what a drill that kills a
+    /// server of a working cluster means to measure.
+    pub async fn wait_healthy(&self, limit: Duration) {
+        use futures_util::StreamExt;
+        let began = Instant::now();
+        let deadline = began + limit;
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .ports
+            .iter()
+            .map(|(p, _)| format!("nats://127.0.0.1:{p}").parse().expect("a URL"))
+            .collect();
+        let client = async_nats::connect(addrs).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut last = String::from("no stream listed");
+        loop {
+            let mut streams = js.streams();
+            let mut healthy = 0;
+            let mut all = true;
+            while let Some(info) = streams.next().await {
+                let ok = match &info {
+                    Ok(info) => info.cluster.as_ref().is_some_and(|c| {
+                        c.leader.is_some() && c.replicas.iter().all(|p| p.current && !p.offline)
+                    }),
+                    Err(_) => false,
+                };
+                if ok {
+                    healthy += 1;
+                } else {
+                    all = false;
+                    last = match info {
+                        Ok(info) => format!("{}: {:?}", info.config.name, info.cluster),
+                        Err(e) => e.to_string(),
+                    };
+                }
+            }
+            if all && healthy > 0 {
+                eprintln!(
+                    "JetStream healthy ({healthy} streams) after {:?}",
+                    began.elapsed()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the JetStream cluster was not healthy within {limit:?}: {last}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn restart(&mut self, i: usize) {
         self.kill9(i);
         self.start_server(i);
