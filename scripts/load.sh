@@ -2,9 +2,11 @@
 # Sustained HTTP load with wrk against the engine or the bare baseline, on
 # 127.0.0.1 only.
 #
-#   scripts/load.sh DURATION CONNECTIONS THREADS [engine|baseline] [single|single-ids|batch]
+#   scripts/load.sh DURATION CONNECTIONS THREADS [engine|baseline|baseline-durable] [single|single-ids|batch]
 #   scripts/load.sh 20s 64 2 engine
 #   scripts/load.sh 20s 64 2 baseline
+#   scripts/load.sh 20s 64 2 baseline-durable   # the baseline with a log:
+#       each answer waits for an fdatasync covering its request (group commit)
 #   scripts/load.sh 20s 16 2 engine batch
 #
 # Builds the release binary (or the `baseline` example), starts it on a
@@ -63,10 +65,10 @@ case "$TARGET" in
   engine)
     [ "${NO_BUILD:-0}" = 1 ] || cargo build --release --quiet --bin achievements-engine
     ;;
-  baseline)
+  baseline|baseline-durable)
     [ "${NO_BUILD:-0}" = 1 ] || cargo build --release --quiet --example baseline
     ;;
-  *) echo "target must be engine or baseline" >&2; exit 2 ;;
+  *) echo "target must be engine, baseline or baseline-durable" >&2; exit 2 ;;
 esac
 case "$MODE" in
   single|single-ids|batch) ;;
@@ -96,6 +98,9 @@ if [ "$TARGET" = engine ]; then
   "${ENGINE_BIN:-target/release/achievements-engine}" --listen "$HOST:$PORT" --data-dir "$DATA" \
     --management-key "$MKEY" --workers "$WORKERS" --snapshot-interval 0 \
     >"$DATA.log" 2>&1 &
+elif [ "$TARGET" = baseline-durable ]; then
+  target/release/examples/baseline --listen "$HOST:$PORT" --workers "$WORKERS" \
+    --log "$DATA/baseline.log" >"$DATA.log" 2>&1 &
 else
   target/release/examples/baseline --listen "$HOST:$PORT" --workers "$WORKERS" \
     >"$DATA.log" 2>&1 &
