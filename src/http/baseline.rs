@@ -35,7 +35,9 @@ use super::json::{read_body, Query, BATCH_BODY_LIMIT, BODY_LIMIT};
 const APPLIED: &str = r#"{"outcome":"applied","effects":[]}"#;
 
 /// Registers the baseline's two routes (and a `/readyz` that is always ready).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Its handlers take the log (`Option<GroupCommit>`) from the app's data,
+/// which `serve` provides.
+fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/progress_events", web::post().to(post_event))
         .route("/v1/progress_events/batch", web::post().to(post_batch))
         .route(
