@@ -1,7 +1,7 @@
 //! `GET /v1/period_preview`: the dates an iteration opened at `start` would
 //! have (SPEC §2), and 400s that name the parameter at fault.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 
 use crate::common::*;
 use crate::helpers::*;
@@ -128,9 +128,13 @@ async fn start_defaults_to_now_and_timezone_to_utc() {
     };
     let (start, end) = (date("startDate"), date("endDate"));
     assert!(before <= start && start <= after, "{v}");
-    // The last second of a UTC ISO week: a Sunday, 23:59:59, within 8 days.
+    // A week on from the start, moved up to the last second of its ISO week
+    // (the Sunday, 23:59:59 UTC): 7 to 14 days on, by the start's weekday.
+    let week_on = (start + Duration::days(7)).date_naive();
+    let sunday = week_on + Duration::days(6 - i64::from(week_on.weekday().num_days_from_monday()));
+    let expected = sunday.and_hms_opt(23, 59, 59).expect("a time").and_utc();
+    assert_eq!(end, expected, "{v}");
     assert_eq!(end.format("%a %H:%M:%S").to_string(), "Sun 23:59:59", "{v}");
-    assert!(end > start && end - start <= Duration::days(8), "{v}");
 }
 
 #[actix_web::test]
