@@ -41,9 +41,7 @@ fn fixed_config() -> impl bincode::config::Config {
 const ENCODE_START: usize = 128;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(ENCODE_START);
-    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(CodecError::Encode)?;
-    Ok(out)
+    encode_after(&[], value)
 }
 
 /// Encodes a value after some bytes (a version mark), in one buffer.
