@@ -19,6 +19,7 @@
 //! temporary file, fsync, rename, fsync of the directory), reading in
 //! `reader` (checks magic, version, length and checksum before decoding).
 
+mod output;
 mod reader;
 mod writer;
 

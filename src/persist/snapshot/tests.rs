@@ -142,11 +142,17 @@ fn an_abandoned_write_leaves_no_file() {
 }
 
 #[test]
-fn a_snapshot_written_back_window_by_window_reads_back_whole() {
-    // Chunks of ~70 KB, ~12 MB in all: the writer starts and waits for the
-    // writeback of several windows along the way.
+fn a_snapshot_written_window_by_window_reads_back_whole() {
+    // Chunks of ~70 KB, ~12 MB in all: several windows go to the disk along
+    // the way, directly or through the page cache.
+    for cached in [false, true] {
+        written_window_by_window(cached);
+    }
+}
+
+fn written_window_by_window(cached: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = SnapshotWriter::create(dir.path(), 1, 2).unwrap();
+    let mut w = SnapshotWriter::create_with(dir.path(), 1, 2, cached).unwrap();
     w.write_catalog(&catalog()).unwrap();
     let big = |i: u64| PairV5 {
         customer: format!("{i:0>64}"),
@@ -162,7 +168,7 @@ fn a_snapshot_written_back_window_by_window_reads_back_whole() {
     }
     let created = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
     let (path, size, pairs) = w.finish(created, 11, vec![3, 4], 99).unwrap();
-    assert!(size > 3 * super::writer::WINDOW, "{size} bytes");
+    assert!(size > 3 * super::output::WINDOW as u64, "{size} bytes");
     assert_eq!(pairs, 120_000);
     let (h, _, back) = read_all(&path).unwrap();
     assert_eq!(h.pairs, 120_000);
