@@ -357,4 +357,11 @@ mod tests {
             2 * std::mem::size_of::<usize>()
         );
     }
+
+    #[test]
+    fn a_pairs_entry_fits_the_cache_line_it_starts() {
+        // The table puts each entry at the start of a line (64 bytes): a
+        // larger key or slot would put every entry across two.
+        assert!(std::mem::size_of::<(PairKey, Slot)>() <= 64);
+    }
 }
