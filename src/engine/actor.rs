@@ -16,7 +16,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::error::EngineError;
-use super::pair::{respond, run_op, PairCell, PairKey, PairMessage, Pending};
+use super::pair::{respond, run_op, PairCell, PairKey, PairMessage, Pending, Ticks};
 use super::shard::{Deactivated, Shard};
 use super::shard_log::ShardLog;
 use super::Shared;
@@ -67,6 +67,7 @@ impl Handler<PairMessage> for PairActor {
             &self.shared,
             &self.log,
             self.shared.clock.now(),
+            Ticks::now(),
         );
         if matches!(step, Err(EngineError::Internal(_))) {
             // Restart from the last state: the shard drops this actor and

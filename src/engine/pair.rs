@@ -165,6 +165,7 @@ pub fn run_op<'a>(
     shared: &Shared,
     log: &ShardLog,
     now: DateTime<Utc>,
+    tick: Ticks,
 ) -> Result<Step<'a>, EngineError> {
     if !op.entry.is_alive() {
         return Err(EngineError::not_found("achievement", "achievementId"));
@@ -172,7 +173,7 @@ pub fn run_op<'a>(
     log.check_writable(op.partition)?;
     let running = op.entry.campaign.running_at(now);
     let mut transitions = Vec::new();
-    let result = apply_op(cell, op, shared, now, running, &mut transitions)?;
+    let result = apply_op(cell, op, shared, now, tick, running, &mut transitions)?;
     let feed = if transitions.is_empty() {
         Vec::new()
     } else {
@@ -223,6 +224,7 @@ pub fn apply_op(
     op: OpRef<'_>,
     shared: &Shared,
     now: DateTime<Utc>,
+    tick: Ticks,
     campaign_running: bool,
     transitions: &mut Vec<Transition>,
 ) -> Result<EventResult, EngineError> {
@@ -250,7 +252,7 @@ pub fn apply_op(
         }
         Ok(result)
     }));
-    cell.last_active.set(Ticks::now());
+    cell.last_active.set(tick);
     match outcome {
         Ok(result) => result,
         Err(panic) => {

@@ -16,7 +16,7 @@ use crate::engine::catalog::AchievementEntry;
 use crate::engine::error::EngineError;
 use crate::engine::feed;
 use crate::engine::log::{ChangeOp, Erasure, Expiry, Log, PairChange, PartitionId, Position};
-use crate::engine::pair::{apply_op, OpKind, OpRef, PairCell, PairKey};
+use crate::engine::pair::{apply_op, OpKind, OpRef, PairCell, PairKey, Ticks};
 use crate::engine::remote::{Answer, Applied};
 use crate::engine::timers::timer_second;
 
@@ -276,6 +276,7 @@ impl Handler<Replay> for Shard {
         let p = msg.partition;
         self.part(p)?;
         let mut applied = Vec::with_capacity(msg.records.len());
+        let tick = Ticks::now();
         for (position, record) in msg.records {
             let (change, entry) = match record {
                 ReplayRecord::Pair(change, entry) => (change, entry),
@@ -366,6 +367,7 @@ impl Handler<Replay> for Shard {
                 op,
                 &self.shared,
                 change.now,
+                tick,
                 change.campaign_running,
                 &mut transitions,
             );
